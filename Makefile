@@ -1,0 +1,44 @@
+# The two commands: `make demo` (the local demo) and `make test` (everything CI runs).
+# Everything else here is a step of those two or a convenience.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: venv check fmt unit cluster test demo demo-down bench crds clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	scripts/bootstrap-venv $(VENV)
+	touch $@
+
+check: venv
+	$(PY) -m ruff format --check operator tests
+	$(PY) -m ruff check operator tests
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
+
+fmt: venv
+	$(PY) -m ruff format operator tests
+	$(PY) -m ruff check --fix operator tests
+
+unit: venv
+	$(PY) -m pytest tests/unit -q
+
+cluster: venv
+	$(PY) -m pytest tests/cluster tests/e2e -q
+
+test: venv
+	scripts/test
+
+demo: venv
+	$(PY) -m nemotron_operator.demo
+
+demo-down: venv
+	$(PY) -m nemotron_operator devcluster down
+
+bench: venv
+	scripts/bench
+
+crds: venv
+	$(PY) -m nemotron_operator crd --write
