@@ -18,7 +18,7 @@ Rules, the same for both entry points:
 
 from __future__ import annotations
 
-__all__ = ["THINK_CLOSE", "THINK_OPEN", "ReasoningStream", "split_reasoning"]
+__all__ = ["THINK_CLOSE", "THINK_OPEN", "ReasoningStream", "answer_started", "split_reasoning"]
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
@@ -36,6 +36,15 @@ def split_reasoning(text: str) -> tuple[str | None, str]:
     reasoning = body[:closed]
     answer = body[closed + len(THINK_CLOSE) :].lstrip()
     return (reasoning if reasoning.strip() else None), answer
+
+
+def answer_started(text: str) -> bool:
+    """Whether the answer has begun in output ``text`` so far: ``</think>`` was written, or the
+    output does not open with ``<think>`` at all. ``False`` while it could still be either."""
+    stripped = text.lstrip()
+    if stripped.startswith(THINK_OPEN):
+        return THINK_CLOSE in stripped[len(THINK_OPEN) :]
+    return bool(stripped) and not THINK_OPEN.startswith(stripped)
 
 
 def _held_prefix(text: str, tag: str) -> int:
