@@ -142,9 +142,15 @@ def decide(
     )
     base = replace(base, idle_since=idle_since)
 
+    def remember_high(st: PolicyState, replicas: int) -> PolicyState:
+        # A scale-up is a recommendation too: the down window starts again from it.
+        recs = _window(st.down_recommendations, now, s.scale_down_stabilization_s, replicas)
+        return replace(st, down_recommendations=recs, down_streak=0)
+
     if current == 0:
         if queue > 0 or demand > 0:
-            return done(_clamp(max(1, need_up), s), f"wake: {queue:g} held at zero", base)
+            target = _clamp(max(1, need_up), s)
+            return done(target, f"wake: {queue:g} held at zero", remember_high(base, target))
         if s.min_replicas > 0:
             return done(_clamp(0, s), "clamp to min", base)
         return done(0, "idle at zero", base)
@@ -162,7 +168,7 @@ def decide(
             target,
             f"scale up: queue {queue:g}, demand {demand:g} > {current} x "
             f"({c:g} + {s.target_queue_per_replica:g})",
-            replace(base, down_streak=0),
+            remember_high(base, target),
         )
     if current > s.max_replicas:
         return done(s.max_replicas, "clamp to max", replace(base, down_streak=0))

@@ -1,16 +1,24 @@
 """The autoscaling policy's settings: a small frozen dataclass, independent of the API models.
 
-``policy`` reads only ``PolicySettings``; ``settings_from_spec`` builds one from a pool's spec
-(``spec.pools.reasoningOn|reasoningOff`` of the NemotronDeployment, see ``api.models``) so the
+``policy`` reads only ``PolicySettings``; ``settings_from_pool`` builds one from a pool's spec
+(``spec.pools.reasoningOn|reasoningOff`` of the NemotronDeployment, ``api.models``) so the
 policy does not depend on the shape of the CRD. ``loop`` and ``simulator`` use both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-__all__ = ["DEFAULT_SLOTS_PER_REPLICA", "PolicySettings", "settings_from_spec"]
+from nemotron_operator.api.models import NemotronDeploymentSpec, PoolSpec
+
+__all__ = [
+    "DEFAULT_SLOTS_PER_REPLICA",
+    "PolicySettings",
+    "builtin_autoscaled_pools",
+    "settings_from_pool",
+    "slots_from_engine_args",
+]
 
 # vLLM's default ``--max-num-seqs``: the most sequences one engine runs at once. The policy
 # starts from this and learns the real figure (KV cache limits it for long requests).
@@ -47,49 +55,40 @@ class PolicySettings:
             raise ValueError("interval_s must be > 0 and scale_down_consecutive >= 1")
 
 
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    """Read a field by its Python or camelCase name from a pydantic model or a plain dict."""
-    for name in names:
-        if isinstance(obj, dict):
-            if name in obj:
-                return obj[name]
-        elif hasattr(obj, name):
-            return getattr(obj, name)
-    return default
+def slots_from_engine_args(engine_args: Sequence[str]) -> float:
+    """``--max-num-seqs`` from a pool's extra vLLM args, else vLLM's default."""
+    for i, arg in enumerate(engine_args):
+        if arg.startswith("--max-num-seqs="):
+            return float(arg.split("=", 1)[1])
+        if arg == "--max-num-seqs" and i + 1 < len(engine_args):
+            return float(engine_args[i + 1])
+    return float(DEFAULT_SLOTS_PER_REPLICA)
 
 
-def settings_from_spec(pool: Any, *, slots_per_replica: float | None = None) -> PolicySettings:
-    """Build the policy's settings from a pool spec (pydantic model or its dict form).
-
-    Reads ``replicas.min/max`` and ``autoscaling.*``; absent fields take the CRD's defaults.
-    """
-    replicas = _get(pool, "replicas", default={}) or {}
-    auto = _get(pool, "autoscaling", default={}) or {}
-    min_r = int(_get(replicas, "min", "min_replicas", default=1))
-    max_r = int(_get(replicas, "max", "max_replicas", default=max(min_r, 1)))
+def settings_from_pool(pool: PoolSpec) -> PolicySettings:
+    """Build the policy's settings from a pool's spec (``replicas`` and ``autoscaling``)."""
+    auto = pool.autoscaling
     return PolicySettings(
-        min_replicas=min_r,
-        max_replicas=max(max_r, min_r, 1),
-        target_queue_per_replica=float(
-            _get(auto, "target_queue_per_replica", "targetQueuePerReplica", default=4)
-        ),
-        scale_up_stabilization_s=float(
-            _get(auto, "scale_up_stabilization_seconds", "scaleUpStabilizationSeconds", default=0)
-        ),
-        scale_down_stabilization_s=float(
-            _get(
-                auto,
-                "scale_down_stabilization_seconds",
-                "scaleDownStabilizationSeconds",
-                default=300,
-            )
-        ),
-        scale_down_consecutive=int(
-            _get(auto, "scale_down_consecutive", "scaleDownConsecutive", default=3)
-        ),
-        scale_to_zero_idle_s=float(
-            _get(auto, "scale_to_zero_idle_seconds", "scaleToZeroIdleSeconds", default=600)
-        ),
-        interval_s=float(_get(auto, "interval_seconds", "intervalSeconds", default=5)),
-        slots_per_replica=float(slots_per_replica or DEFAULT_SLOTS_PER_REPLICA),
+        min_replicas=pool.replicas.min,
+        max_replicas=max(pool.replicas.max, pool.replicas.min, 1),
+        target_queue_per_replica=float(auto.target_queue_per_replica),
+        scale_up_stabilization_s=float(auto.scale_up_stabilization_seconds),
+        scale_down_stabilization_s=float(auto.scale_down_stabilization_seconds),
+        scale_down_consecutive=auto.scale_down_consecutive,
+        scale_to_zero_idle_s=float(auto.scale_to_zero_idle_seconds),
+        interval_s=float(auto.interval_seconds),
+        slots_per_replica=slots_from_engine_args(pool.engine_args),
     )
+
+
+def builtin_autoscaled_pools(spec: NemotronDeploymentSpec) -> dict[str, PolicySettings]:
+    """Pools (``on``/``off``) that the operator's own loop scales, with their settings.
+
+    A pool that is disabled, not autoscaled, or left to KEDA (``engine: keda``) is absent:
+    the loop never touches its replicas.
+    """
+    out: dict[str, PolicySettings] = {}
+    for name, pool in (("on", spec.pools.reasoning_on), ("off", spec.pools.reasoning_off)):
+        if pool.enabled and pool.autoscaling.enabled and pool.autoscaling.engine == "builtin":
+            out[name] = settings_from_pool(pool)
+    return out
