@@ -101,7 +101,8 @@ def test_chat_reasoning_on_fills_reasoning_then_answer(client: openai.OpenAI, mo
     assert extra["reasoning"], "reasoning on must produce a reasoning section"
     assert extra["reasoning_content"] == extra["reasoning"]
     assert message.content
-    assert "<think>" not in message.content and "</think>" not in message.content
+    assert "<think>" not in message.content
+    assert "</think>" not in message.content
 
 
 def test_same_request_gives_same_answer(client: openai.OpenAI) -> None:
@@ -178,7 +179,8 @@ def test_streaming_adds_up_to_the_whole_answer(client: openai.OpenAI) -> None:
     assert content == whole.choices[0].message.content
     assert reasoning == (whole.choices[0].message.model_extra or {})["reasoning"]
     assert finish == whole.choices[0].finish_reason
-    assert usage is not None and whole.usage is not None
+    assert usage is not None
+    assert whole.usage is not None
     assert usage.completion_tokens == whole.usage.completion_tokens
 
 
@@ -263,7 +265,8 @@ def test_streamed_tool_calls_add_up_to_the_whole_ones(client: openai.OpenAI) -> 
             assert delta.function is not None
             if delta.function.name:
                 entry["name"] = delta.function.name
-                assert delta.id and delta.type == "function"
+                assert delta.id
+                assert delta.type == "function"
             entry["arguments"] += delta.function.arguments or ""
     expected = [
         {"name": c.function.name, "arguments": c.function.arguments}  # type: ignore[union-attr]
@@ -293,7 +296,8 @@ def test_completions_whole_and_streamed(client: openai.OpenAI) -> None:
         for choice in chunk.choices:
             text += choice.text
     assert text == whole.choices[0].text
-    assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens
+    assert usage is not None
+    assert usage.completion_tokens == whole.usage.completion_tokens
 
 
 def test_completions_default_to_16_tokens_like_vllm(client: openai.OpenAI) -> None:
