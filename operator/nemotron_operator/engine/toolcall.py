@@ -10,8 +10,8 @@ emulator (``engine.emulator``) uses it directly.
 Rules, the same for both entry points:
 - A block opens at ``<TOOLCALL>`` and closes at the first ``</TOOLCALL>`` that is not inside a
   JSON string. Every block counts, not only the first; text around blocks is content.
-- A block is valid when its text is a JSON list of objects, each with a string ``name`` (and
-  ``arguments``, ``{}`` when absent). A call's arguments are the JSON text of its ``arguments``
+- A block is valid when its text is a JSON list of objects (no key repeated), each with a
+  string ``name`` (and ``arguments``, ``{}`` when absent). A call's arguments are the JSON text of its ``arguments``
   value exactly as the model wrote it.
 - An invalid block, or one the output never closes (cut by max_tokens), stays in the content
   verbatim, so no character is lost. Streaming cannot take back deltas already sent: it matches
@@ -204,10 +204,18 @@ def _decoded(raw: str) -> object:
         return None
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # A repeated key would let a streaming reader (first name) and json (last name) disagree.
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result
+
+
 def _block_calls(inner: str) -> list[ToolCall] | None:
     """The calls of one closed block, or ``None`` when the block is not a valid call list."""
     try:
-        items = json.loads(inner)
+        items = json.loads(inner, object_pairs_hook=_unique_keys)
     except ValueError:
         return None
     if not isinstance(items, list):
