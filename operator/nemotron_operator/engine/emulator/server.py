@@ -330,7 +330,10 @@ class EngineServer:
 async def serve(flags: EngineFlags, env: EmulatorEnv, plugins: LoadedPlugins) -> int:
     """Run until SIGTERM or SIGINT, then drain and return the exit status."""
     server = EngineServer(flags, env, plugins)
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    # The drain below does the graceful part; aiohttp's own wait would add up to 60 s more.
+    runner = web.AppRunner(
+        server.app(), access_log=None, handle_signals=False, shutdown_timeout=0.1
+    )
     await runner.setup()
     host = flags.host or "127.0.0.1"
     site = web.TCPSite(runner, host=host, port=flags.port, backlog=4096)
