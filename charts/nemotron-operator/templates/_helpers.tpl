@@ -58,11 +58,6 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "nemotron-operator.image" .) .Values.operator.routerImage -}}
 {{- end -}}
 
-{{/* The ClusterRole the operator binds to each NemotronDeployment's router ServiceAccount. */}}
-{{- define "nemotron-operator.routerClusterRole" -}}
-{{- printf "%s-router" (include "nemotron-operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
-
 {{/* The namespaces the operator serves: the list, or the empty list for all. */}}
 {{- define "nemotron-operator.clusterWide" -}}
 {{- if empty .Values.operator.watchNamespaces -}}true{{- end -}}
