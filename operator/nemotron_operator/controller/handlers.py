@@ -1,0 +1,267 @@
+"""The kopf handlers, thin on purpose: each one calls ``controller.reconcile`` (apply the
+desired state, write status) or ``controller.autoscaling`` (one autoscaling step) and turns
+the outcome into Events and metrics. They live in a registry built per process by
+``build_registry`` (not kopf's global one), so tests and ``controller.cli`` choose what runs.
+
+Triggers:
+- CR created, spec changed, operator (re)started: full reconcile (server-side apply; a no-op
+  when nothing changed, so a restart changes nothing).
+- A child Deployment changed: status refresh of its CR (coalesced per CR); deleted while the
+  CR lives: full reconcile, which recreates it.
+- CR not Ready: a slow timer refreshes status (engine pods that cannot be scheduled, images
+  that cannot be pulled show up in no Deployment event).
+- CR with builtin autoscaling: a daemon runs ``autoscaler.loop.autoscale_once`` every
+  ``intervalSeconds`` (the smallest of its autoscaled pools).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import httpx
+import kopf
+from pydantic import ValidationError
+
+from nemotron_operator.api.models import GROUP, PLURAL, VERSION, NemotronDeploymentSpec
+from nemotron_operator.controller.autoscaling import autoscaled_interval, step
+from nemotron_operator.controller.metrics import (
+    AUTOSCALER_STEPS,
+    RECONCILE_DURATION,
+    RECONCILE_ERRORS,
+    RECONCILES,
+    STATUS_WRITES,
+)
+from nemotron_operator.controller.naming import DEPLOYMENT_LABEL, MANAGED_BY
+from nemotron_operator.controller.reconcile import Outcome, RetryLater, reconcile, refresh_status
+from nemotron_operator.controller.settings import OperatorSettings
+from nemotron_operator.kube.client import KubeClient
+
+__all__ = ["Runtime", "build_registry"]
+
+log = logging.getLogger(__name__)
+
+_RETRY_DELAY_SECONDS = 10
+_NOT_READY_REFRESH_SECONDS = 20
+_KOPF_PREFIX = "kopf.serving.nemotron.dev"
+
+
+@dataclass
+class Runtime:
+    """What the handlers share in one operator process."""
+
+    client: KubeClient
+    http: httpx.AsyncClient
+    settings: OperatorSettings
+    engine_files: dict[str, str]
+    _refreshing: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+
+    async def coalesced(self, key: tuple[str, str], work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` for ``key``; calls arriving while it runs fold into one more run."""
+        pending = self._refreshing.get(key)
+        if pending is not None:
+            pending.set()
+            return
+        again = asyncio.Event()
+        self._refreshing[key] = again
+        try:
+            while True:
+                again.clear()
+                await work()
+                if not again.is_set():
+                    break
+        finally:
+            del self._refreshing[key]
+
+
+def _post_events(raw: kopf.Body | dict[str, Any], outcome: Outcome) -> None:
+    # kopf posts Events for plain dicts too; its annotations only name its Body view.
+    body = cast(kopf.Body, raw)
+    for action in outcome.actions:
+        if action.warning:
+            kopf.warn(body, reason=action.reason, message=action.message)
+        else:
+            kopf.info(body, reason=action.reason, message=action.message)
+    if outcome.status_written:
+        STATUS_WRITES.inc()
+
+
+def _is_ready(status: dict[str, Any] | None) -> bool:
+    for condition in (status or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
+
+
+def _autoscaled(spec: dict[str, Any] | kopf.Spec) -> bool:
+    pools = dict(spec).get("pools") or {}
+    return any(
+        ((pools.get(key) or {}).get("autoscaling") or {}).get("enabled")
+        and ((pools.get(key) or {}).get("autoscaling") or {}).get("engine", "builtin") == "builtin"
+        for key in ("reasoningOn", "reasoningOff")
+    )
+
+
+def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+    """A kopf registry with every handler of the operator bound to ``runtime``."""
+    registry = kopf.OperatorRegistry()
+    resource = (GROUP, VERSION, PLURAL)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Keep kopf's bookkeeping in annotations: the status schema is ours alone.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=_KOPF_PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=_KOPF_PREFIX, key="last-handled-configuration"
+        )
+        settings.persistence.finalizer = f"{GROUP}/operator"
+        # Leader election is ours (a Lease, controller.leader): no kopf peering CRDs needed.
+        settings.peering.standalone = True
+        settings.posting.level = logging.INFO
+        settings.watching.server_timeout = 300
+        settings.networking.request_timeout = 60
+
+    async def _reconcile(body: kopf.Body, logger: kopf.Logger) -> None:
+        started = time.perf_counter()
+        try:
+            outcome = await reconcile(
+                runtime.client,
+                dict(body),
+                settings=runtime.settings,
+                engine_files=runtime.engine_files,
+            )
+        except RetryLater as exc:
+            RECONCILES.labels(result="retry").inc()
+            RECONCILE_ERRORS.labels(reason="retry").inc()
+            raise kopf.TemporaryError(str(exc), delay=_RETRY_DELAY_SECONDS) from exc
+        except Exception:
+            RECONCILES.labels(result="error").inc()
+            RECONCILE_ERRORS.labels(reason="unexpected").inc()
+            raise
+        finally:
+            RECONCILE_DURATION.observe(time.perf_counter() - started)
+        result = "degraded" if outcome.problems else "ok"
+        RECONCILES.labels(result=result).inc()
+        for problem in outcome.problems:
+            RECONCILE_ERRORS.labels(reason=problem.reason).inc()
+        _post_events(body, outcome)
+        logger.debug(
+            "reconciled: %d actions, %d problems", len(outcome.actions), len(outcome.problems)
+        )
+
+    @kopf.on.resume(*resource, registry=registry)
+    async def resume_cr(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        await _reconcile(body, logger)
+
+    @kopf.on.create(*resource, registry=registry)
+    async def create_cr(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        await _reconcile(body, logger)
+
+    @kopf.on.update(*resource, registry=registry)
+    async def update_cr(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        await _reconcile(body, logger)
+
+    @kopf.on.event(
+        "apps",
+        "v1",
+        "deployments",
+        labels={"app.kubernetes.io/managed-by": MANAGED_BY, DEPLOYMENT_LABEL: kopf.PRESENT},
+        registry=registry,
+    )
+    async def child_deployment(
+        event: kopf.RawEvent, namespace: str | None, labels: kopf.Labels, **_: Any
+    ) -> None:
+        if namespace is None:
+            return
+        if event.get("type") is None:
+            return  # the initial listing: the resume handlers reconcile every CR anyway
+        owner = str(labels[DEPLOYMENT_LABEL])
+        if event.get("type") == "DELETED":
+            body = await runtime.client.get(
+                f"{GROUP}/{VERSION}", "NemotronDeployment", namespace, owner
+            )
+            if body is not None and not body["metadata"].get("deletionTimestamp"):
+                try:
+                    outcome = await reconcile(
+                        runtime.client,
+                        body,
+                        settings=runtime.settings,
+                        engine_files=runtime.engine_files,
+                    )
+                except RetryLater as exc:
+                    log.warning("re-creating children of %s/%s: %s", namespace, owner, exc)
+                    return
+                _post_events(body, outcome)
+            return
+
+        async def work() -> None:
+            outcome = await refresh_status(
+                runtime.client, namespace, owner, settings=runtime.settings
+            )
+            if outcome.status_written:
+                STATUS_WRITES.inc()
+
+        try:
+            await runtime.coalesced((namespace, owner), work)
+        except Exception as exc:  # a status refresh is retried by the next event or timer
+            log.warning("status refresh of %s/%s failed: %s", namespace, owner, exc)
+
+    @kopf.timer(
+        *resource,
+        interval=_NOT_READY_REFRESH_SECONDS,
+        initial_delay=_NOT_READY_REFRESH_SECONDS,
+        when=lambda status, **_: not _is_ready(dict(status)),
+        registry=registry,
+    )
+    async def refresh_not_ready(namespace: str | None, name: str, **_: Any) -> None:
+        if namespace is None:
+            return
+
+        async def work() -> None:
+            outcome = await refresh_status(
+                runtime.client, namespace, name, settings=runtime.settings
+            )
+            if outcome.status_written:
+                STATUS_WRITES.inc()
+
+        await runtime.coalesced((namespace, name), work)
+
+    @kopf.daemon(
+        *resource,
+        when=lambda spec, **_: _autoscaled(spec),
+        cancellation_timeout=5,
+        registry=registry,
+    )
+    async def autoscaling(
+        stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str | None, name: str, **_: Any
+    ) -> None:
+        """The per-CR autoscaling loop (``autoscaler.loop.autoscale_once`` every interval)."""
+        if namespace is None:
+            return
+        while not stopped:
+            interval = 5.0
+            try:
+                spec = NemotronDeploymentSpec.model_validate(dict(body.spec))
+                interval = autoscaled_interval(spec) or interval
+                outcomes = await step(
+                    runtime.client, runtime.http, namespace=namespace, name=name, spec=spec
+                )
+            except ValidationError:
+                AUTOSCALER_STEPS.labels(result="invalid").inc()
+            except Exception as exc:  # the next step tries again; never kill the daemon
+                AUTOSCALER_STEPS.labels(result="error").inc()
+                log.warning("autoscaling %s/%s: %s", namespace, name, exc)
+            else:
+                AUTOSCALER_STEPS.labels(result="ok").inc()
+                for outcome in outcomes:
+                    if outcome.scaled:
+                        kopf.info(body, reason="Autoscaled", message=outcome.event_message())
+                    elif outcome.error:
+                        kopf.warn(body, reason="AutoscaleFailed", message=outcome.error)
+            await stopped.wait(interval)
+
+    return registry
