@@ -45,6 +45,8 @@ class PoolRoute(BaseModel):
     allow_zero_temperature: bool = False
     # Admission.
     max_queue: int = Field(default=256, ge=0)
+    # Requests one router sends to one engine at a time before queueing its own (0 = no cap).
+    max_inflight_per_endpoint: int = Field(default=0, ge=0)
     queue_timeout_seconds: float = Field(default=60.0, gt=0)
 
 

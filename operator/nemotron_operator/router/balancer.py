@@ -1,0 +1,63 @@
+"""Endpoint picking: least outstanding requests with power-of-two choices, informed by each
+engine's scraped queue (``vllm:num_requests_waiting``) and KV-cache use
+(``vllm:kv_cache_usage_perc``). Pure: the state it reads is passed in and randomness comes
+from the caller's ``random.Random``; ``pools`` owns the live state and calls ``pick``.
+
+Why power of two: picking the global minimum from slightly stale scraped numbers makes every
+router replica herd onto the same engine for a scrape interval; two random candidates keep
+most of the benefit (exponentially better max load than random) without the herd.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+__all__ = ["EndpointLoad", "load_score", "pick"]
+
+# A request waiting in an engine's queue costs more than one it is already running: it also
+# tells us the engine is saturated (its batch is full), so weigh it above an outstanding one.
+WAITING_WEIGHT = 2.0
+# KV use only matters near full, where the engine starts preempting; below that it is a
+# tie-breaker.
+KV_WEIGHT = 1.0
+KV_PRESSURE = 0.9
+KV_PRESSURE_WEIGHT = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointLoad:
+    url: str
+    outstanding: int = 0  # this router's requests in flight to it (exact, live)
+    waiting: float = 0.0  # the engine's own queue, scraped (stale by up to a scrape interval)
+    kv_usage: float = 0.0  # 0..1, scraped
+
+
+def load_score(load: EndpointLoad) -> float:
+    """Lower is better."""
+    pressure = max(0.0, load.kv_usage - KV_PRESSURE) * KV_PRESSURE_WEIGHT
+    return (
+        load.outstanding
+        + WAITING_WEIGHT * max(0.0, load.waiting)
+        + KV_WEIGHT * load.kv_usage
+        + pressure
+    )
+
+
+def pick(
+    loads: Sequence[EndpointLoad],
+    rng: random.Random,
+    exclude: Collection[str] = (),
+) -> str | None:
+    """The URL to send the next request to, or None when no endpoint is left to try."""
+    candidates = [load for load in loads if load.url not in exclude]
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return candidates[0].url
+    first, second = rng.sample(candidates, 2)
+    a, b = load_score(first), load_score(second)
+    if a == b:
+        return (first if rng.random() < 0.5 else second).url
+    return first.url if a < b else second.url
