@@ -5,6 +5,7 @@ builders produce for the examples and the kinds its Kubernetes client can touch.
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 import yaml
 
 from nemotron_operator.api.models import API_VERSION, KIND, PLURAL
+from nemotron_operator.cli import SUBCOMMANDS
+from nemotron_operator.controller import cli as controller_cli
 from nemotron_operator.controller.desired import context_from_body, desired_state
 from nemotron_operator.controller.settings import OperatorSettings
 from nemotron_operator.engine.assets import engine_files
@@ -121,9 +124,7 @@ def test_namespaced_mode_binds_only_listed_namespaces(namespaced: list[dict[str,
     discovery = rules_of(namespaced, "ClusterRole", f"{FULLNAME}-discovery")
     assert all(set(r["verbs"]) <= {"list", "watch"} for r in discovery)
     args = _container(namespaced)["args"]
-    assert "--namespace=ai" in args
-    assert "--namespace=team-b" in args
-    assert "--all-namespaces" not in args
+    assert _parse_run(args).namespace == ["ai", "team-b"]
 
 
 def test_high_availability(namespaced: list[dict[str, Any]], default: list[dict[str, Any]]) -> None:
@@ -142,7 +143,7 @@ def test_without_leader_election_the_rollout_never_overlaps() -> None:
     manifests = render({"operator.leaderElection.enabled": "false"})
     assert _one(manifests, "Deployment")["spec"]["strategy"]["type"] == "Recreate"
     assert not [m for m in manifests if m["kind"] == "Role"]
-    assert "--no-leader-election" in _container(manifests)["args"]
+    assert _parse_run(_container(manifests)["args"]).no_leader_election is True
 
 
 # --- the operator pod -------------------------------------------------------------------------
@@ -156,15 +157,36 @@ def test_image_defaults_to_app_version(default: list[dict[str, Any]]) -> None:
     assert pinned == f"ghcr.io/nemotron-operator/nemotron-operator@{digest}"
 
 
+def _parse_run(args: list[str]) -> argparse.Namespace:
+    """``args`` parsed by the operator's real ``run`` parser (controller.cli), as the console
+    script would; argparse exits on an unknown flag, which fails the test."""
+    parser = argparse.ArgumentParser(prog="nemotron-operator")
+    sub = parser.add_subparsers(dest="command", required=True)
+    controller_cli.register(sub)
+    return parser.parse_args(args)
+
+
 def test_command_is_the_run_subcommand(default: list[dict[str, Any]]) -> None:
     container = _container(default)
     # The image's ENTRYPOINT is the console script; the chart passes only args.
     assert "command" not in container
     args = container["args"]
     assert args[0] == "run"
-    assert "--all-namespaces" in args
-    assert f"--router-image={container['image']}" in args
-    assert "--lease-name=nemotron-operator" in args
+    assert args[0] in SUBCOMMANDS
+    parsed = _parse_run(args)
+    assert parsed.namespace is None  # the whole cluster
+    assert parsed.router_image == container["image"]
+    assert parsed.router_image_pull_policy == "IfNotPresent"
+    assert parsed.lease_name == "nemotron-operator"
+    assert parsed.no_leader_election is False
+    assert parsed.health_port == 8081
+    assert parsed.metrics_port == 9090
+
+
+def test_unknown_flags_would_be_caught() -> None:
+    """_parse_run is a real check: the parser refuses a flag the operator does not have."""
+    with pytest.raises(SystemExit):
+        _parse_run(["run", "--all-namespaces"])
 
 
 def test_security_context(default: list[dict[str, Any]]) -> None:
