@@ -20,6 +20,7 @@ from prometheus_client import start_http_server
 
 from nemotron_operator.controller.handlers import Runtime, build_registry
 from nemotron_operator.controller.leader import LeaderElector
+from nemotron_operator.controller.metrics import API_REQUESTS
 from nemotron_operator.controller.naming import FIELD_MANAGER
 from nemotron_operator.controller.settings import DEFAULT_ROUTER_IMAGE, OperatorSettings
 from nemotron_operator.engine.assets import engine_files
@@ -50,7 +51,11 @@ async def run_operator(settings: OperatorSettings, *, kubeconfig: str | None = N
     start_http_server(settings.metrics_port, addr=settings.bind_host)
     health_state = {"state": "starting"}
     health = await _serve_health(settings.bind_host, settings.health_port, health_state)
-    client = KubeClient.from_environment(field_manager=FIELD_MANAGER, kubeconfig=kubeconfig)
+    client = KubeClient.from_environment(
+        field_manager=FIELD_MANAGER,
+        kubeconfig=kubeconfig,
+        on_request=lambda method: API_REQUESTS.labels(method=method).inc(),
+    )
     http = httpx.AsyncClient(timeout=5.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "API_REQUESTS",
     "AUTOSCALER_STEPS",
     "IS_LEADER",
     "RECONCILES",
@@ -31,4 +32,9 @@ STATUS_WRITES = Counter(
 IS_LEADER = Gauge("nemotron_operator_is_leader", "1 while this process holds the Lease.")
 AUTOSCALER_STEPS = Counter(
     "nemotron_operator_autoscaler_steps_total", "Autoscaling steps run, by result.", ["result"]
+)
+API_REQUESTS = Counter(
+    "nemotron_operator_api_requests_total",
+    "Requests the reconciler sent to the apiserver (kopf's own watches and patches not included).",
+    ["method"],
 )

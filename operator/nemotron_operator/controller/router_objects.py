@@ -151,8 +151,9 @@ def router_deployment(ctx: CrContext) -> dict[str, Any]:
             },
         ],
         "volumeMounts": mounts,
+        # /ready: config loaded and not draining; /health: the process is alive.
         "readinessProbe": {
-            "httpGet": {"path": "/health", "port": "http"},
+            "httpGet": {"path": "/ready", "port": "http"},
             "periodSeconds": 5,
             "failureThreshold": 3,
         },

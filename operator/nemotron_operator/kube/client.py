@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,10 +99,18 @@ def _ssl_context(cfg: k8s_client.Configuration) -> ssl.SSLContext | bool:
 class KubeClient:
     """Async client bound to one cluster and one field manager."""
 
-    def __init__(self, cfg: k8s_client.Configuration, *, field_manager: str) -> None:
+    def __init__(
+        self,
+        cfg: k8s_client.Configuration,
+        *,
+        field_manager: str,
+        on_request: Callable[[str], None] | None = None,
+    ) -> None:
         self._cfg = cfg
         self.field_manager = field_manager
         self.counter = RequestCounter()
+        # Called with the HTTP method of every request (the operator counts them in a metric).
+        self._on_request = on_request
         self._http = httpx.AsyncClient(
             base_url=cfg.host,
             verify=_ssl_context(cfg),
@@ -110,7 +119,13 @@ class KubeClient:
         )
 
     @classmethod
-    def from_environment(cls, *, field_manager: str, kubeconfig: str | None = None) -> KubeClient:
+    def from_environment(
+        cls,
+        *,
+        field_manager: str,
+        kubeconfig: str | None = None,
+        on_request: Callable[[str], None] | None = None,
+    ) -> KubeClient:
         """In-cluster credentials when present, else the kubeconfig (``$KUBECONFIG``)."""
         cfg = k8s_client.Configuration()
         try:
@@ -121,7 +136,7 @@ class KubeClient:
             k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=kubeconfig, client_configuration=cfg
             )
-        return cls(cfg, field_manager=field_manager)
+        return cls(cfg, field_manager=field_manager, on_request=on_request)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -148,6 +163,8 @@ class KubeClient:
         content_type: str | None = None,
     ) -> dict[str, Any]:
         self.counter.by_method[method] = self.counter.by_method.get(method, 0) + 1
+        if self._on_request is not None:
+            self._on_request(method)
         content = None if body is None else json.dumps(body).encode("utf-8")
         response = await self._http.request(
             method,
