@@ -303,6 +303,7 @@ def test_custom_resource_verbs(default: list[dict[str, Any]]) -> None:
         "update",
     }
     assert grants(rules, group=group, resource=f"{PLURAL}/status") == {"get", "patch", "update"}
+    assert grants(rules, group=group, resource=f"{PLURAL}/finalizers") == {"update"}
     assert grants(rules, group="apps", resource="deployments/scale") == {"get", "patch", "update"}
 
 
@@ -351,6 +352,7 @@ def test_rbac_covers_every_kind_the_client_can_touch(default: list[dict[str, Any
         - {
             ("apps", "deployments/scale"),
             (group_of(API_VERSION), f"{PLURAL}/status"),
+            (group_of(API_VERSION), f"{PLURAL}/finalizers"),  # blockOwnerDeletion
             ("events.k8s.io", "events"),  # kopf's events
             ("apiextensions.k8s.io", "customresourcedefinitions"),  # kopf's discovery, read-only
         }

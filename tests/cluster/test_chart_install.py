@@ -1,0 +1,304 @@
+"""The Helm chart installed into the local cluster (real apiserver, real RBAC authorizer): the
+objects exist, the operator's ServiceAccount can do what the controller needs, and cannot do
+what it must not (``kubectl auth can-i --as=system:serviceaccount:...``, plus real server-side
+dry-run creates where the escalation check matters). The examples pass the real CRD's schema
+and CEL rules.
+
+The release runs with ``replicaCount=0``: this test checks what the chart grants, not the
+operator process (the lead's end-to-end test runs the pod through the pod runner), and an
+extra operator must not start reconciling beside the one other tests run. Each test module
+gets its own release and namespaces, removed afterwards; the CRD stays, as helm leaves it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.unit.chart.helm import CHART, REPO, find_helm
+
+pytestmark = pytest.mark.cluster
+
+KUBECONFIG = Path(os.environ.get("NEMOTRON_KUBECONFIG", REPO / ".devcluster" / "kubeconfig"))
+
+
+def _kubectl_binary() -> str | None:
+    from_env = os.environ.get("KUBECTL")
+    if from_env:
+        return from_env
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cached = sorted((cache / "nemotron-operator" / "bin").glob("*/kubectl"), reverse=True)
+    if cached:
+        return str(cached[0])
+    from shutil import which
+
+    return which("kubectl")
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    namespace: str  # the release (operator) namespace
+    watched: str  # the one namespace the operator serves
+    other: str  # a namespace it does not serve
+    service_account: str
+
+    @property
+    def subject(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+
+def _run(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, check=False)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def tools() -> tuple[str, str]:
+    if not KUBECONFIG.exists():
+        pytest.skip(f"no local cluster ({KUBECONFIG} missing): nemotron-operator devcluster up")
+    helm, where = find_helm()
+    kubectl = _kubectl_binary()
+    if helm is None or kubectl is None:
+        pytest.fail(f"local cluster is up but helm ({where}) or kubectl is missing")
+    return helm, kubectl
+
+
+@pytest.fixture(scope="module")
+def release(tools: tuple[str, str]) -> Iterator[Release]:
+    helm, kubectl = tools
+    suffix = uuid.uuid4().hex[:6]
+    rel = Release(
+        name=f"chart-{suffix}",
+        namespace=f"chart-op-{suffix}",
+        watched=f"chart-ai-{suffix}",
+        other=f"chart-other-{suffix}",
+        service_account=f"chart-{suffix}-nemotron-operator",
+    )
+    for ns in (rel.watched, rel.other):
+        _run([kubectl, "create", "namespace", ns])
+    try:
+        _run(
+            [
+                helm,
+                "install",
+                rel.name,
+                str(CHART),
+                "--namespace",
+                rel.namespace,
+                "--create-namespace",
+                "--set",
+                "replicaCount=0",
+                "--set-json",
+                f'operator.watchNamespaces=["{rel.watched}"]',
+                "--wait=false",
+            ]
+        )
+        yield rel
+    finally:
+        _run([helm, "uninstall", rel.name, "--namespace", rel.namespace], check=False)
+        for ns in (rel.namespace, rel.watched, rel.other):
+            _run([kubectl, "delete", "namespace", ns, "--wait=false"], check=False)
+
+
+def _can(
+    tools: tuple[str, str], rel: Release, verb: str, resource: str, namespace: str | None
+) -> bool:
+    _, kubectl = tools
+    args = [kubectl, "auth", "can-i", verb, resource, f"--as={rel.subject}"]
+    args += ["--namespace", namespace] if namespace else ["--all-namespaces"]
+    result = _run(args, check=False)
+    answer = result.stdout.strip()
+    # can-i exits 1 for "no"; anything but a yes/no answer is an error of the test itself.
+    assert answer in {"yes", "no"}, result.stderr
+    return answer == "yes"
+
+
+def test_objects_exist(tools: tuple[str, str], release: Release) -> None:
+    _, kubectl = tools
+    full = f"{release.name}-nemotron-operator"
+    _run([kubectl, "-n", release.namespace, "get", "serviceaccount", release.service_account])
+    _run([kubectl, "-n", release.namespace, "get", "deployment", full])
+    _run([kubectl, "-n", release.namespace, "get", "role,rolebinding", f"{full}-leader-election"])
+    _run([kubectl, "-n", release.watched, "get", "rolebinding", full])
+    _run([kubectl, "get", "clusterrole", full, f"{full}-discovery"])
+    _run([kubectl, "get", "crd", "nemotrondeployments.serving.nemotron.dev"])
+    deployment = json.loads(
+        _run([kubectl, "-n", release.namespace, "get", "deployment", full, "-o", "json"]).stdout
+    )
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == release.service_account
+
+
+ALLOWED_IN_WATCHED = [
+    ("get", "nemotrondeployments.serving.nemotron.dev"),
+    ("watch", "nemotrondeployments.serving.nemotron.dev"),
+    ("patch", "nemotrondeployments.serving.nemotron.dev/status"),
+    ("update", "nemotrondeployments.serving.nemotron.dev/finalizers"),
+    ("create", "deployments.apps"),
+    ("patch", "deployments.apps"),
+    ("delete", "deployments.apps"),
+    ("patch", "deployments.apps/scale"),
+    ("create", "configmaps"),
+    ("create", "services"),
+    ("create", "poddisruptionbudgets.policy"),
+    ("create", "persistentvolumeclaims"),
+    ("create", "serviceaccounts"),
+    ("create", "roles.rbac.authorization.k8s.io"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("list", "pods"),
+    ("watch", "pods"),
+    ("get", "secrets"),
+    ("create", "events"),
+]
+
+DENIED_IN_WATCHED = [
+    ("list", "secrets"),
+    ("watch", "secrets"),
+    ("create", "secrets"),
+    ("update", "secrets"),
+    ("delete", "secrets"),
+    ("create", "pods"),
+    ("delete", "pods"),
+    ("create", "pods/exec"),
+    ("delete", "nemotrondeployments.serving.nemotron.dev"),
+    ("create", "leases.coordination.k8s.io"),
+    ("bind", "clusterroles.rbac.authorization.k8s.io"),
+    ("escalate", "roles.rbac.authorization.k8s.io"),
+]
+
+
+@pytest.mark.parametrize(("verb", "resource"), ALLOWED_IN_WATCHED)
+def test_can_in_watched_namespace(
+    tools: tuple[str, str], release: Release, verb: str, resource: str
+) -> None:
+    assert _can(tools, release, verb, resource, release.watched)
+
+
+@pytest.mark.parametrize(("verb", "resource"), DENIED_IN_WATCHED)
+def test_cannot_in_watched_namespace(
+    tools: tuple[str, str], release: Release, verb: str, resource: str
+) -> None:
+    assert not _can(tools, release, verb, resource, release.watched)
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [
+        ("create", "deployments.apps"),
+        ("get", "secrets"),
+        ("list", "pods"),
+        ("create", "roles.rbac.authorization.k8s.io"),
+    ],
+)
+def test_nothing_in_namespaces_it_does_not_serve(
+    tools: tuple[str, str], release: Release, verb: str, resource: str
+) -> None:
+    assert not _can(tools, release, verb, resource, release.other)
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [
+        ("delete", "nodes"),
+        ("list", "nodes"),
+        ("create", "clusterroles.rbac.authorization.k8s.io"),
+        ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("delete", "namespaces"),
+        ("impersonate", "users"),
+        ("impersonate", "serviceaccounts"),
+        ("create", "certificatesigningrequests.certificates.k8s.io"),
+    ],
+)
+def test_cannot_cluster_wide(
+    tools: tuple[str, str], release: Release, verb: str, resource: str
+) -> None:
+    assert not _can(tools, release, verb, resource, None)
+
+
+def test_discovery_reads_cluster_wide(tools: tuple[str, str], release: Release) -> None:
+    assert _can(tools, release, "watch", "customresourcedefinitions.apiextensions.k8s.io", None)
+    assert _can(tools, release, "list", "namespaces", None)
+
+
+def test_lease_only_its_own(tools: tuple[str, str], release: Release) -> None:
+    assert _can(tools, release, "create", "leases.coordination.k8s.io", release.namespace)
+    assert _can(
+        tools, release, "update", "leases.coordination.k8s.io/nemotron-operator", release.namespace
+    )
+    assert not _can(
+        tools, release, "update", "leases.coordination.k8s.io/kube-scheduler", release.namespace
+    )
+    assert not _can(
+        tools, release, "update", "leases.coordination.k8s.io/nemotron-operator", "kube-system"
+    )
+
+
+def _role(name: str, namespace: str, resource: str, verbs: list[str]) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": namespace},
+            "rules": [{"apiGroups": [""], "resources": [resource], "verbs": verbs}],
+        }
+    )
+
+
+def _create_as(
+    tools: tuple[str, str], release: Release, manifest: str
+) -> subprocess.CompletedProcess[str]:
+    _, kubectl = tools
+    env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
+    return subprocess.run(
+        [kubectl, "create", "--dry-run=server", f"--as={release.subject}", "-f", "-"],
+        input=manifest,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_can_create_the_router_role(tools: tuple[str, str], release: Release) -> None:
+    """The per-CR router Role (pods get/list/watch) is within what the operator holds."""
+    result = _create_as(
+        tools, release, _role("router-probe", release.watched, "pods", ["get", "list", "watch"])
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_cannot_escalate_through_a_role(tools: tuple[str, str], release: Release) -> None:
+    """Creating Roles does not let the operator grant itself more: a Role listing Secrets is
+    refused by the apiserver's escalation check."""
+    result = _create_as(
+        tools, release, _role("escalate-probe", release.watched, "secrets", ["list", "watch"])
+    )
+    assert result.returncode != 0
+    assert "forbidden" in result.stderr.lower()
+
+
+@pytest.mark.parametrize(
+    "example", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_examples_pass_the_real_crd(
+    tools: tuple[str, str], release: Release, example: Path
+) -> None:
+    """Server-side dry run: the CRD's OpenAPI schema and CEL rules accept every example."""
+    _, kubectl = tools
+    result = _run(
+        [kubectl, "apply", "--dry-run=server", "-n", release.watched, "-f", str(example)],
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
