@@ -35,7 +35,11 @@ async def running_router(
     router: Router, *, host: str, port: int, drain_seconds: float = 30.0
 ) -> AsyncIterator[tuple[web.AppRunner, int]]:
     """Start ``router`` listening on host:port (0 = any free port); yield (runner, port)."""
-    await router.start()
+    try:
+        await router.start()
+    except BaseException:
+        await router.stop()
+        raise
     # handler_cancellation: a client that disconnects cancels its handler, which closes the
     # engine connection so the engine stops generating.
     runner = web.AppRunner(

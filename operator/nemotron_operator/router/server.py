@@ -140,6 +140,11 @@ class Router:
         if route.static_endpoints:
             pool.set_endpoints(e.url.rstrip("/") for e in route.static_endpoints)
             return
+        if not route.label_selector:
+            # An empty selector would match every pod in the namespace: serve nothing instead.
+            log.warning("pool %s has neither static endpoints nor a label selector", pool.name)
+            pool.set_endpoints(())
+            return
         watch = PodWatch(
             self._kube_access(),
             namespace=route.namespace,
