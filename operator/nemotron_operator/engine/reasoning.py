@@ -72,6 +72,13 @@ class ReasoningStream:
         """Whether the answer has begun: ``</think>`` was seen, or the output has no reasoning."""
         return self._state in (self._ANSWER_LEAD, self._ANSWER)
 
+    @property
+    def answer_begun(self) -> bool:
+        """Whether answer text is flowing: like ``reasoning_ended``, but only once something
+        other than the whitespace after ``</think>`` has arrived (that whitespace is dropped
+        here, so a consumer that switches parsers on this sees only the answer itself)."""
+        return self._state == self._ANSWER
+
     def push(self, delta_text: str) -> tuple[str, str]:
         """The reasoning and answer text that ``delta_text`` makes certain."""
         self._buffer += delta_text

@@ -60,7 +60,9 @@ def test_stream_holds_partial_tags_and_leading_whitespace() -> None:
     assert stream.push(".</thi") == (".", "")
     assert stream.push("nk>\n\n") == ("", "")
     assert stream.reasoning_ended
+    assert not stream.answer_begun  # the blank line after </think> is not answer yet
     assert stream.push("Yes") == ("", "Yes")
+    assert stream.answer_begun
     assert stream.finish() == ("", "")
 
 
@@ -68,6 +70,7 @@ def test_stream_passes_reasoning_off_output_straight_through() -> None:
     stream = ReasoningStream()
     assert stream.push("Hi") == ("", "Hi")
     assert stream.reasoning_ended
+    assert stream.answer_begun
     assert stream.push(" <think>") == ("", " <think>")
 
 

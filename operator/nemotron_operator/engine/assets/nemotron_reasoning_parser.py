@@ -100,8 +100,10 @@ class NemotronThinkReasoningParser(ReasoningParser):  # type: ignore[misc]
         self, input_ids: Sequence[int], delta_ids: Iterable[int]
     ) -> bool:
         if self._stream_used:
-            # vLLM asks right after extract_reasoning_streaming saw the same text.
-            return self._stream.reasoning_ended
+            # vLLM asks right after extract_reasoning_streaming saw the same text, and from then
+            # on hands the text to the tool parser directly; so the switch waits until the blank
+            # line after </think> (which this parser drops) is behind.
+            return self._stream.answer_begun
         return self.is_reasoning_end(input_ids)
 
     def _content_start(self, ids: Sequence[int]) -> int:
