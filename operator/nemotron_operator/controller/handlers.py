@@ -146,8 +146,13 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             RECONCILE_DURATION.observe(time.perf_counter() - started)
         result = "degraded" if outcome.problems else "ok"
         RECONCILES.labels(result=result).inc()
+        reported = {action.reason for action in outcome.actions}
         for problem in outcome.problems:
             RECONCILE_ERRORS.labels(reason=problem.reason).inc()
+            if problem.reason not in reported:
+                # Found while reconciling (missing Secret, unschedulable pods): say so once
+                # per reconcile, not on every status refresh.
+                kopf.warn(body, reason=problem.reason, message=problem.message)
         _post_events(body, outcome)
         logger.debug(
             "reconciled: %d actions, %d problems", len(outcome.actions), len(outcome.problems)
