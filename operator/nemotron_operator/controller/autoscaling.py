@@ -48,13 +48,13 @@ class KubeAutoscalingIO:
         self._client = client
 
     async def __call__(self, *, namespace: str, name: str, pool: str) -> PoolTargets:
-        routers = await self._client.list(
+        routers = await self._client.list_objects(
             "v1",
             "Pod",
             namespace,
             label_selector=f"{DEPLOYMENT_LABEL}={name},app.kubernetes.io/component=router",
         )
-        engines = await self._client.list(
+        engines = await self._client.list_objects(
             "v1", "Pod", namespace, label_selector=f"{DEPLOYMENT_LABEL}={name},{POOL_LABEL}={pool}"
         )
         router_ips = [ip for ip in map(_ready_ip, routers) if ip]

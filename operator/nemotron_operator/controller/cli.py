@@ -22,6 +22,7 @@ from nemotron_operator.controller.handlers import Runtime, build_registry
 from nemotron_operator.controller.leader import LeaderElector
 from nemotron_operator.controller.metrics import API_REQUESTS
 from nemotron_operator.controller.naming import FIELD_MANAGER
+from nemotron_operator.controller.refresher import refresh_not_ready_forever
 from nemotron_operator.controller.settings import DEFAULT_ROUTER_IMAGE, OperatorSettings
 from nemotron_operator.engine.assets import engine_files
 from nemotron_operator.kube.client import KubeClient
@@ -98,6 +99,7 @@ async def run_operator(settings: OperatorSettings, *, kubeconfig: str | None = N
             kopf_stop.set()
 
         relay_task = asyncio.create_task(relay())
+        refresher_task = asyncio.create_task(refresh_not_ready_forever(runtime))
         try:
             await kopf.operator(
                 registry=build_registry(runtime),
@@ -107,9 +109,10 @@ async def run_operator(settings: OperatorSettings, *, kubeconfig: str | None = N
                 stop_flag=kopf_stop,
             )
         finally:
-            relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
+            for task in (relay_task, refresher_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if lost.is_set():
             log.error("lost the leader Lease: exiting so that a fresh candidate starts")
             exit_code = 1

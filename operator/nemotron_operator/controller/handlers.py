@@ -8,8 +8,7 @@ Triggers:
   when nothing changed, so a restart changes nothing).
 - A child Deployment changed: status refresh of its CR (coalesced per CR); deleted while the
   CR lives: full reconcile, which recreates it.
-- CR not Ready: a slow timer refreshes status (engine pods that cannot be scheduled, images
-  that cannot be pulled show up in no Deployment event).
+- CR not Ready: ``controller.refresher`` (beside kopf, not a kopf timer) refreshes status.
 - CR with builtin autoscaling: a daemon runs ``autoscaler.loop.autoscale_once`` every
   ``intervalSeconds`` (the smallest of its autoscaled pools).
 """
@@ -46,7 +45,6 @@ __all__ = ["Runtime", "build_registry"]
 log = logging.getLogger(__name__)
 
 _RETRY_DELAY_SECONDS = 10
-_NOT_READY_REFRESH_SECONDS = 20
 _KOPF_PREFIX = "kopf.serving.nemotron.dev"
 
 
@@ -88,13 +86,6 @@ def _post_events(raw: kopf.Body | dict[str, Any], outcome: Outcome) -> None:
             kopf.info(body, reason=action.reason, message=action.message)
     if outcome.status_written:
         STATUS_WRITES.inc()
-
-
-def _is_ready(status: dict[str, Any] | None) -> bool:
-    for condition in (status or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return bool(condition.get("status") == "True")
-    return False
 
 
 def _autoscaled(spec: dict[str, Any] | kopf.Spec) -> bool:
@@ -214,26 +205,6 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             await runtime.coalesced((namespace, owner), work)
         except Exception as exc:  # a status refresh is retried by the next event or timer
             log.warning("status refresh of %s/%s failed: %s", namespace, owner, exc)
-
-    @kopf.timer(
-        *resource,
-        interval=_NOT_READY_REFRESH_SECONDS,
-        initial_delay=_NOT_READY_REFRESH_SECONDS,
-        when=lambda status, **_: not _is_ready(dict(status)),
-        registry=registry,
-    )
-    async def refresh_not_ready(namespace: str | None, name: str, **_: Any) -> None:
-        if namespace is None:
-            return
-
-        async def work() -> None:
-            outcome = await refresh_status(
-                runtime.client, namespace, name, settings=runtime.settings
-            )
-            if outcome.status_written:
-                STATUS_WRITES.inc()
-
-        await runtime.coalesced((namespace, name), work)
 
     @kopf.daemon(
         *resource,

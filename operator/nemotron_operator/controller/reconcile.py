@@ -233,7 +233,7 @@ async def _write_status(
     problems: list[Problem],
     outcome: Outcome,
 ) -> None:
-    pods = await client.list(
+    pods = await client.list_objects(
         "v1",
         "Pod",
         ctx.namespace,

@@ -187,13 +187,20 @@ class KubeClient:
         except NotFound:
             return None
 
-    async def list(
+    async def list_objects(
         self, api_version: str, kind: str, namespace: str, *, label_selector: str = ""
     ) -> list[dict[str, Any]]:
         params = {"labelSelector": label_selector} if label_selector else None
         result = await self._request(
             "GET", resource_path(api_version, kind, namespace), params=params
         )
+        items: list[dict[str, Any]] = result.get("items") or []
+        return items
+
+    async def list_all(self, api_version: str, kind: str) -> list[dict[str, Any]]:
+        """Objects of ``kind`` in every namespace."""
+        path = resource_path(api_version, kind, "_").replace("/namespaces/_", "")
+        result = await self._request("GET", path)
         items: list[dict[str, Any]] = result.get("items") or []
         return items
 

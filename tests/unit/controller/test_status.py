@@ -116,3 +116,15 @@ def test_ready_iff_every_replica_ready(desired: int, ready: int, updated: int) -
     )
     ready_status = _conditions(_status(pools={"on": obs, "off": None}))["Ready"]["status"]
     assert (ready_status == "True") == (min(ready, desired) >= desired)
+
+
+def test_refresher_picks_not_ready_live_crs() -> None:
+    from nemotron_operator.controller.refresher import needs_refresh
+
+    ready = {"metadata": {}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    not_ready = {"metadata": {}, "status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+    deleting = {"metadata": {"deletionTimestamp": "x"}, "status": {}}
+    assert not needs_refresh(ready)
+    assert needs_refresh(not_ready)
+    assert needs_refresh({"metadata": {}})
+    assert not needs_refresh(deleting)
