@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from nemotron_operator.engine.template import load_template_source, render_chat
 
@@ -256,3 +258,45 @@ def test_render_chat_equals_transformers_apply_chat_template(
         add_generation_prompt=True,
     )
     assert render_chat(messages, tools=tools) == by_transformers
+
+
+ASCII = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
+ARGUMENTS = st.dictionaries(ASCII, st.one_of(st.integers(), ASCII, st.lists(ASCII, max_size=2)))
+
+
+@st.composite
+def model_outputs(draw: st.DrawFn) -> str:
+    """Reasoning (or none, or an empty block), then text and valid call blocks."""
+    head = draw(st.sampled_from(["", "<think>\n</think>\n\n", "<think>\nPlan.\n</think>\n\n"]))
+    parts = [head]
+    for _ in range(draw(st.integers(0, 2))):
+        calls = draw(st.lists(st.tuples(ASCII.filter(bool), ARGUMENTS), min_size=1, max_size=2))
+        objects = ", ".join(
+            json.dumps({"name": name, "arguments": arguments}) for name, arguments in calls
+        )
+        parts += [draw(ASCII), f"<TOOLCALL>[{objects}]</TOOLCALL>"]
+    parts.append(draw(ASCII))
+    text = "".join(parts)
+    # Text that writes a tag of its own is not the output meant here.
+    assume(text.count("<TOOLCALL>") == (len(parts) - 2) // 2)
+    assume("<think>" not in text[len(head) :] and "</think>" not in text[len(head) :])
+    return text
+
+
+def blank_to_empty(out: dict[str, Any]) -> dict[str, Any]:
+    # Non-streaming drops content that is only whitespace beside calls; a stream cannot know yet.
+    if out["calls"] and not out["content"].strip():
+        return {**out, "content": ""}
+    return out
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=model_outputs(), step=st.integers(1, 12))
+def test_streaming_through_vllm_adds_up_for_any_output(
+    parser_cls: Any, char_tokenizer: Any, request_: Any, text: str, step: int
+) -> None:
+    expected = whole(parser_cls, char_tokenizer, request_, text)
+    got = streamed(parser_cls, char_tokenizer, request_, text, step=step)
+    assert blank_to_empty(got) == expected
