@@ -83,7 +83,7 @@ def _post_events(raw: kopf.Body | dict[str, Any], outcome: Outcome) -> None:
         if action.warning:
             kopf.warn(body, reason=action.reason, message=action.message)
         else:
-            kopf.info(body, reason=action.reason, message=action.message)
+            kopf.event(body, type="Normal", reason=action.reason, message=action.message)
     if outcome.status_written:
         STATUS_WRITES.inc()
 
@@ -112,7 +112,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         settings.persistence.finalizer = f"{GROUP}/operator"
         # Leader election is ours (a Lease, controller.leader): no kopf peering CRDs needed.
         settings.peering.standalone = True
-        settings.posting.level = logging.INFO
+        # Our own Events are posted explicitly; of kopf's log lines only warnings and errors
+        # become Events (not one "handler succeeded" per reconcile).
+        settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
 
@@ -235,7 +237,12 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                 AUTOSCALER_STEPS.labels(result="ok").inc()
                 for outcome in outcomes:
                     if outcome.scaled:
-                        kopf.info(body, reason="Autoscaled", message=outcome.event_message())
+                        kopf.event(
+                            body,
+                            type="Normal",
+                            reason="Autoscaled",
+                            message=outcome.event_message(),
+                        )
                     elif outcome.error:
                         kopf.warn(body, reason="AutoscaleFailed", message=outcome.error)
             await stopped.wait(interval)
