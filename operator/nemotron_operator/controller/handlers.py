@@ -118,7 +118,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
 
-    async def _reconcile(body: kopf.Body, logger: kopf.Logger) -> None:
+    async def _reconcile(body: kopf.Body, logger: kopf.Logger, *, announce: bool = False) -> None:
         started = time.perf_counter()
         try:
             outcome = await reconcile(
@@ -147,6 +147,14 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                 # per reconcile, not on every status refresh.
                 kopf.warn(body, reason=problem.reason, message=problem.message)
         _post_events(body, outcome)
+        if announce and not outcome.problems:
+            generation = body.meta.get("generation")
+            kopf.event(
+                body,
+                type="Normal",
+                reason="Reconciled",
+                message=f"applied generation {generation}: {outcome.applied} objects",
+            )
         logger.debug(
             "reconciled: %d actions, %d problems", len(outcome.actions), len(outcome.problems)
         )
@@ -157,11 +165,11 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.create(*resource, registry=registry)
     async def create_cr(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        await _reconcile(body, logger)
+        await _reconcile(body, logger, announce=True)
 
     @kopf.on.update(*resource, registry=registry)
     async def update_cr(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        await _reconcile(body, logger)
+        await _reconcile(body, logger, announce=True)
 
     @kopf.on.event(
         "apps",

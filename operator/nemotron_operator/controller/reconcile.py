@@ -62,6 +62,7 @@ class Outcome:
     actions: list[Action] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     status_written: bool = False
+    applied: int = 0
 
 
 def _now() -> str:
@@ -136,6 +137,7 @@ async def _apply_all(
                 applied = await client.apply(obj)
                 if obj["kind"] == "Deployment":
                     deployments[obj["metadata"]["name"]] = applied
+            outcome.applied += 1
         except KubeError as exc:
             if _retryable(exc):
                 raise RetryLater(f"{_describe(obj)}: {exc}") from exc
