@@ -38,6 +38,8 @@ __all__ = [
 OPEN_TAG = "<TOOLCALL>"
 CLOSE_TAG = "</TOOLCALL>"
 _WHITESPACE = " \t\r\n"
+# Nesting depth inside a call object: 1 is the list, 2 the object; a value ends back at 2.
+_CALL_DEPTH = 2
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,6 @@ class _BlockScanner:
     # The value being read in a call object: "name", "arguments" or "skip"; its raw text.
     value_of: str | None = None
     value_raw: str = ""
-    value_depth: int = 0
     value_scalar: bool = False
     seen_arguments: bool = False
 
@@ -128,7 +129,7 @@ class _BlockScanner:
         elif char in "]}":
             if self.value_of is not None and self.depth > 2:
                 self._value_char(char)
-                if self.depth - 1 == self.value_depth:
+                if self.depth - 1 == _CALL_DEPTH:
                     self._end_value()
             if self.depth == 2 and char == "}" and self.calls:
                 call = self.calls[-1]
@@ -167,7 +168,7 @@ class _BlockScanner:
             self._value_char(char)
         if closing:
             self.in_string = False
-            if self.value_of is not None and self.depth == self.value_depth:
+            if self.value_of is not None and self.depth == _CALL_DEPTH:
                 self._end_value()
 
     def _start_value(self, char: str, *, scalar: bool) -> None:
@@ -180,14 +181,13 @@ class _BlockScanner:
             self.value_of = "skip"
         self.value_raw = ""
         self.value_scalar = scalar
-        # A bracket has already raised the depth; the value ends when it falls back to 2.
-        self.value_depth = 2
         self._value_char(char)
 
     def _value_char(self, char: str) -> None:
-        self.value_raw += char
         if self.value_of == "arguments" and self.calls:
             self.calls[-1].arguments += char
+        elif self.value_of == "name":
+            self.value_raw += char  # only a name is decoded; other values need no copy
 
     def _end_value(self) -> None:
         if self.value_of == "name" and self.calls:
