@@ -31,8 +31,9 @@ class FakeEngine:
         body = await request.json()
         self.received.append(body)
         if self.behaviour == "error500":
-            return web.json_response({"error": {"message": "boom", "type": "x", "param": None,
-                                                "code": 500}}, status=500)
+            return web.json_response(
+                {"error": {"message": "boom", "type": "x", "param": None, "code": 500}}, status=500
+            )
         if self.behaviour == "drop":
             assert request.transport is not None
             request.transport.close()
@@ -76,7 +77,7 @@ async def fake_engine(**kwargs: Any) -> AsyncIterator[FakeEngine]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     engine.url = f"http://127.0.0.1:{port}"
     try:
         yield engine

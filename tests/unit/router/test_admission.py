@@ -14,8 +14,13 @@ from tests.support.waiting import await_for
 
 def make_pool(**update: object) -> Pool:
     route = PoolRoute(
-        name="off", temperature=0.0, top_p=1.0, max_tokens=64, max_queue=2,
-        queue_timeout_seconds=5.0, max_inflight_per_endpoint=1,
+        name="off",
+        temperature=0.0,
+        top_p=1.0,
+        max_tokens=64,
+        max_queue=2,
+        queue_timeout_seconds=5.0,
+        max_inflight_per_endpoint=1,
     ).model_copy(update=update)
     return Pool(route)
 

@@ -11,7 +11,11 @@ from nemotron_operator.router.endpoints import apply_event, pod_url, ready_urls
 
 
 def pod(
-    name: str, ip: str | None = "10.0.0.1", *, ready: bool = True, deleting: bool = False,
+    name: str,
+    ip: str | None = "10.0.0.1",
+    *,
+    ready: bool = True,
+    deleting: bool = False,
     phase: str = "Running",
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": name}
@@ -64,11 +68,13 @@ def test_set_equals_last_state_of_each_pod(events: list[tuple[str, str, bool, bo
     state: dict[str, str] = {}
     last: dict[str, tuple[str, bool, bool]] = {}
     for kind, name, ready, deleting in events:
-        state = apply_event(state, kind, pod(name, f"10.0.0.{ord(name)}", ready=ready,
-                                             deleting=deleting), 8000)
+        state = apply_event(
+            state, kind, pod(name, f"10.0.0.{ord(name)}", ready=ready, deleting=deleting), 8000
+        )
         last[name] = (kind, ready, deleting)
     expected = {
-        name for name, (kind, ready, deleting) in last.items()
+        name
+        for name, (kind, ready, deleting) in last.items()
         if kind != "DELETED" and ready and not deleting
     }
     assert set(state) == expected

@@ -28,8 +28,12 @@ def test_kubeconfig_with_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     config = {
         "current-context": "dev",
         "contexts": [{"name": "dev", "context": {"cluster": "c", "user": "u"}}],
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:7443/",
-                                               "insecure-skip-tls-verify": True}}],
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {"server": "https://127.0.0.1:7443/", "insecure-skip-tls-verify": True},
+            }
+        ],
         "users": [{"name": "u", "user": {"token": "abc"}}],
     }
     path = tmp_path / "kubeconfig"
@@ -41,14 +45,22 @@ def test_kubeconfig_with_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert access.headers() == {"Authorization": "Bearer abc"}
 
 
-def test_kubeconfig_with_bad_ca_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kubeconfig_with_bad_ca_fails_loudly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     config = {
         "current-context": "dev",
         "contexts": [{"name": "dev", "context": {"cluster": "c", "user": "u"}}],
-        "clusters": [{"name": "c", "cluster": {
-            "server": "https://127.0.0.1:7443",
-            "certificate-authority-data": base64.b64encode(b"not a cert").decode()}}],
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {
+                    "server": "https://127.0.0.1:7443",
+                    "certificate-authority-data": base64.b64encode(b"not a cert").decode(),
+                },
+            }
+        ],
         "users": [{"name": "u", "user": {}}],
     }
     path = tmp_path / "kubeconfig"

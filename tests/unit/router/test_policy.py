@@ -42,8 +42,13 @@ def test_budget_clamps_each_field_present() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"max_tokens": "5"}, {"max_tokens": 0}, {"max_tokens": 1.5}, {"temperature": "hot"},
-     {"top_p": True}],
+    [
+        {"max_tokens": "5"},
+        {"max_tokens": 0},
+        {"max_tokens": 1.5},
+        {"temperature": "hot"},
+        {"top_p": True},
+    ],
 )
 def test_bad_values_are_400(body: dict[str, Any]) -> None:
     with pytest.raises(RouterError) as info:

@@ -65,9 +65,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def test_forwards_with_policy_and_mode(http: aiohttp.ClientSession) -> None:
-    async with fake_engine() as on, fake_engine() as off, router_at(
-        config([on.url], [off.url])
-    ) as (_, base):
+    async with (
+        fake_engine() as on,
+        fake_engine() as off,
+        router_at(config([on.url], [off.url])) as (_, base),
+    ):
         async with http.post(base + "/v1/chat/completions", json=chat()) as r:
             assert r.status == 200
             assert r.headers["X-Engine"] == off.url  # upstream headers pass through
@@ -88,7 +90,11 @@ async def test_forwards_with_policy_and_mode(http: aiohttp.ClientSession) -> Non
         ) as r:
             assert r.status == 200
         assert on.received[-1] == {
-            "model": MODEL, "prompt": "x", "temperature": 0.6, "top_p": 0.95, "max_tokens": 1000
+            "model": MODEL,
+            "prompt": "x",
+            "temperature": 0.6,
+            "top_p": 0.95,
+            "max_tokens": 1000,
         }
 
 
@@ -108,9 +114,14 @@ async def test_stream_is_passed_through_before_the_engine_finishes(
 
 
 async def test_connect_error_and_5xx_are_retried_elsewhere(http: aiohttp.ClientSession) -> None:
-    async with fake_engine(behaviour="error500") as bad, fake_engine() as good, router_at(
-        config([], [bad.url, closed_port_url(), good.url], max_retries=2)
-    ) as (router, base):
+    async with (
+        fake_engine(behaviour="error500") as bad,
+        fake_engine() as good,
+        router_at(config([], [bad.url, closed_port_url(), good.url], max_retries=2)) as (
+            router,
+            base,
+        ),
+    ):
         for _ in range(10):
             async with http.post(base + "/v1/chat/completions", json=chat()) as r:
                 assert r.status == 200
@@ -122,23 +133,28 @@ async def test_connect_error_and_5xx_are_retried_elsewhere(http: aiohttp.ClientS
 
 
 async def test_5xx_is_returned_when_retries_run_out(http: aiohttp.ClientSession) -> None:
-    async with fake_engine(behaviour="error500") as bad, router_at(config([], [bad.url])) as (
-        _, base,
+    async with (
+        fake_engine(behaviour="error500") as bad,
+        router_at(config([], [bad.url])) as (_, base),
+        http.post(base + "/v1/chat/completions", json=chat()) as r,
     ):
-        async with http.post(base + "/v1/chat/completions", json=chat()) as r:
-            assert r.status == 500
-            assert (await r.json())["error"]["message"] == "boom"
-    async with router_at(config([], [closed_port_url()])) as (_, base):
-        async with http.post(base + "/v1/chat/completions", json=chat()) as r:
-            assert r.status == 502
-            assert (await r.json())["error"]["code"] == "upstream_unavailable"
+        assert r.status == 500
+        assert (await r.json())["error"]["message"] == "boom"
+    async with (
+        router_at(config([], [closed_port_url()])) as (_, base),
+        http.post(base + "/v1/chat/completions", json=chat()) as r,
+    ):
+        assert r.status == 502
+        assert (await r.json())["error"]["code"] == "upstream_unavailable"
 
 
 async def test_no_retry_after_the_stream_started(http: aiohttp.ClientSession) -> None:
     async with fake_engine(behaviour="break_stream", chunks=5) as broken, fake_engine() as other:
-        async with router_at(config([], [broken.url])) as (_, base):
-            async with http.post(base + "/v1/chat/completions", json=chat(stream=True)) as r:
-                body = await r.read()
+        async with (
+            router_at(config([], [broken.url])) as (_, base),
+            http.post(base + "/v1/chat/completions", json=chat(stream=True)) as r,
+        ):
+            body = await r.read()
         assert body.startswith(b'data: {"i": 0}\n\n')
         assert b"upstream_broken" in body
         assert other.received == []
@@ -146,8 +162,12 @@ async def test_no_retry_after_the_stream_started(http: aiohttp.ClientSession) ->
 
 
 async def test_client_disconnect_cancels_the_engine_request(http: aiohttp.ClientSession) -> None:
-    async with fake_engine(behaviour="slow") as off, router_at(config([], [off.url])) as (
-        router, base,
+    async with (
+        fake_engine(behaviour="slow") as off,
+        router_at(config([], [off.url])) as (
+            router,
+            base,
+        ),
     ):
         request = asyncio.create_task(http.post(base + "/v1/chat/completions", json=chat()))
         await await_for(lambda: asyncio.sleep(0, len(off.received) == 1), 5, what="forwarded")
@@ -155,16 +175,26 @@ async def test_client_disconnect_cancels_the_engine_request(http: aiohttp.Client
         with pytest.raises(asyncio.CancelledError):
             await request
         await await_for(lambda: asyncio.sleep(0, off.cancelled == 1), 5, what="engine cancel")
-        await await_for(lambda: asyncio.sleep(0, router.pools["off"].inflight == 0), 5,
-                        what="slot released")
+        await await_for(
+            lambda: asyncio.sleep(0, router.pools["off"].inflight == 0), 5, what="slot released"
+        )
 
 
 async def test_error_cases_are_openai_shaped(http: aiohttp.ClientSession, tmp_path: Path) -> None:
     (tmp_path / "key").write_text("sk-test")
-    async with fake_engine(behaviour="slow") as slow, fake_engine() as off, router_at(
-        config([slow.url], [off.url], api_keys_dir=str(tmp_path), max_body_bytes=2048,
-               request_timeout_seconds=0.3)
-    ) as (_, base):
+    async with (
+        fake_engine(behaviour="slow") as slow,
+        fake_engine() as off,
+        router_at(
+            config(
+                [slow.url],
+                [off.url],
+                api_keys_dir=str(tmp_path),
+                max_body_bytes=2048,
+                request_timeout_seconds=0.3,
+            )
+        ) as (_, base),
+    ):
         auth = {"Authorization": "Bearer sk-test"}
         cases: list[tuple[dict[str, Any], Any, int, str]] = [
             ({}, chat(), 401, "invalid_api_key"),
@@ -173,8 +203,12 @@ async def test_error_cases_are_openai_shaped(http: aiohttp.ClientSession, tmp_pa
             (auth, {"model": MODEL}, 400, "missing_field"),
             (auth, chat(model="gpt-4"), 404, "model_not_found"),
             (auth, chat(reasoning="sometimes"), 400, "invalid_reasoning_mode"),
-            (auth, chat(messages=[{"role": "user", "content": "x" * 4000}]), 413,
-             "request_too_large"),
+            (
+                auth,
+                chat(messages=[{"role": "user", "content": "x" * 4000}]),
+                413,
+                "request_too_large",
+            ),
             (auth, chat(reasoning="on"), 504, "upstream_timeout"),
         ]
         for headers, payload, status, code in cases:
@@ -191,14 +225,21 @@ async def test_error_cases_are_openai_shaped(http: aiohttp.ClientSession, tmp_pa
 
 
 async def test_full_queue_is_429_with_retry_after(http: aiohttp.ClientSession) -> None:
-    async with fake_engine(behaviour="slow") as off, router_at(
-        config([], [off.url], pool={"max_inflight_per_endpoint": 1, "max_queue": 1,
-                                    "queue_timeout_seconds": 10})
-    ) as (router, base):
+    async with (
+        fake_engine(behaviour="slow") as off,
+        router_at(
+            config(
+                [],
+                [off.url],
+                pool={"max_inflight_per_endpoint": 1, "max_queue": 1, "queue_timeout_seconds": 10},
+            )
+        ) as (router, base),
+    ):
         first = asyncio.create_task(http.post(base + "/v1/chat/completions", json=chat()))
         second = asyncio.create_task(http.post(base + "/v1/chat/completions", json=chat()))
-        await await_for(lambda: asyncio.sleep(0, len(router.pools["off"].queue) == 1), 5,
-                        what="one queued")
+        await await_for(
+            lambda: asyncio.sleep(0, len(router.pools["off"].queue) == 1), 5, what="one queued"
+        )
         async with http.post(base + "/v1/chat/completions", json=chat()) as r:
             assert r.status == 429
             assert int(r.headers["Retry-After"]) >= 1
@@ -213,21 +254,25 @@ async def test_full_queue_is_429_with_retry_after(http: aiohttp.ClientSession) -
 
 
 async def test_health_ready_metrics_and_scrape(http: aiohttp.ClientSession) -> None:
-    async with fake_engine(waiting=7) as off, router_at(
-        config([], [off.url], generation=3), scrape_interval=0.05
-    ) as (router, base):
+    async with (
+        fake_engine(waiting=7) as off,
+        router_at(config([], [off.url], generation=3), scrape_interval=0.05) as (router, base),
+    ):
         async with http.get(base + "/health") as r:
             assert r.status == 200
         async with http.get(base + "/ready") as r:
             assert r.status == 200
         async with http.get(base + "/metrics") as r:
             text = await r.text()
-        for name in ("nemotron_router_config_generation 3.0",
-                     'nemotron_router_endpoints{pool="off"} 1.0',
-                     'nemotron_router_endpoints{pool="on"} 0.0'):
+        for name in (
+            "nemotron_router_config_generation 3.0",
+            'nemotron_router_endpoints{pool="off"} 1.0',
+            'nemotron_router_endpoints{pool="on"} 0.0',
+        ):
             assert name in text
         await await_for(
-            lambda: asyncio.sleep(0, router.pools["off"].endpoints[off.url].waiting == 7), 5,
+            lambda: asyncio.sleep(0, router.pools["off"].endpoints[off.url].waiting == 7),
+            5,
             what="scraped waiting",
         )
 
