@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv check fmt unit cluster test demo demo-down bench crds clean
+.PHONY: venv check fmt unit cluster vllm test demo demo-down bench crds clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -27,6 +27,10 @@ unit: venv
 
 cluster: venv
 	$(PY) -m pytest tests/cluster tests/e2e -q
+
+# tests/vllm against the real vllm package, in a venv cached under ~/.cache (built on first use).
+vllm: venv
+	scripts/test-vllm -q
 
 test: venv
 	scripts/test
