@@ -118,3 +118,21 @@ def test_reasoning_ended_agrees_with_answer_started(text: str) -> None:
         assert answer == text
     if answer:
         assert text.endswith(answer)
+
+
+def test_the_mounted_core_is_this_module_and_imports_only_the_standard_library() -> None:
+    import ast
+    import sys
+    from pathlib import Path
+
+    from nemotron_operator.engine import assets, reasoning
+
+    source = Path(reasoning.__file__).read_text(encoding="utf-8")
+    assert assets.engine_files()["nemotron_reasoning.py"] == source
+    imported = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported

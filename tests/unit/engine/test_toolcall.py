@@ -206,3 +206,22 @@ def test_push_after_finish_is_refused() -> None:
     with pytest.raises(RuntimeError):
         stream.push("x")
     assert stream.finish() == StreamDelta(content="", tool_calls=[])
+
+
+def test_the_mounted_core_is_this_module_and_imports_only_the_standard_library() -> None:
+    import ast
+    import sys
+    from pathlib import Path
+
+    from nemotron_operator.engine import assets, toolcall
+
+    source = Path(toolcall.__file__).read_text(encoding="utf-8")
+    # One implementation: the file vLLM imports from the ConfigMap is this module's text.
+    assert assets.engine_files()["nemotron_toolcall.py"] == source
+    imported = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
