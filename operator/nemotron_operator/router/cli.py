@@ -6,8 +6,9 @@ endpoint (``serve.serve_forever`` over ``server.Router``). Registered by the top
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
+
+import uvloop
 
 from nemotron_operator.router.configfile import load_config
 from nemotron_operator.router.serve import raise_open_files_limit, serve_forever
@@ -25,16 +26,10 @@ def _run(args: argparse.Namespace) -> int:
     raise_open_files_limit()
     config = load_config(args.config)
     router = Router(config, config_path=args.config)
-    try:
-        import uvloop  # type: ignore[import-not-found]
-    except ImportError:
-        asyncio.run(
-            serve_forever(router, host=args.host, port=args.port, drain_seconds=args.drain_seconds)
-        )
-    else:
-        uvloop.run(
-            serve_forever(router, host=args.host, port=args.port, drain_seconds=args.drain_seconds)
-        )
+    # uvloop: markedly less CPU per proxied request than the default event loop.
+    uvloop.run(
+        serve_forever(router, host=args.host, port=args.port, drain_seconds=args.drain_seconds)
+    )
     return 0
 
 

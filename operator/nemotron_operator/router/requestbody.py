@@ -6,9 +6,9 @@ name (404). ``server`` calls ``read_body`` then ``parse_request``; the rest of t
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
+import orjson
 from aiohttp import web
 
 from nemotron_operator.router.errors import RouterError
@@ -42,8 +42,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 def parse_request(raw: bytes, endpoint: Endpoint, served_model: str) -> dict[str, Any]:
     """The body as a dict, checked; the model name filled in when the client left it out."""
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise RouterError(400, f"invalid JSON body: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise RouterError(400, "the body must be a JSON object", code="invalid_json")
@@ -74,4 +74,4 @@ def parse_request(raw: bytes, endpoint: Endpoint, served_model: str) -> dict[str
 
 
 def encode_body(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return orjson.dumps(body)
