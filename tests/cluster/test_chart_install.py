@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from nemotron_operator.devcluster.binaries import find_binary
 from tests.unit.chart.helm import CHART, REPO, find_helm
 
 pytestmark = pytest.mark.cluster
@@ -30,16 +32,12 @@ KUBECONFIG = Path(os.environ.get("NEMOTRON_KUBECONFIG", REPO / ".devcluster" / "
 
 
 def _kubectl_binary() -> str | None:
+    """env KUBECTL, the devcluster's pinned kubectl, PATH."""
     from_env = os.environ.get("KUBECTL")
     if from_env:
         return from_env
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    cached = sorted((cache / "nemotron-operator" / "bin").glob("*/kubectl"), reverse=True)
-    if cached:
-        return str(cached[0])
-    from shutil import which
-
-    return which("kubectl")
+    cached = find_binary("kubectl")
+    return str(cached) if cached is not None else shutil.which("kubectl")
 
 
 @dataclass(frozen=True)

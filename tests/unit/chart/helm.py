@@ -1,8 +1,9 @@
 """Finding and running the ``helm`` binary for the chart tests (test_chart_*.py).
 
-helm is looked up, in order, in the env var ``HELM``, the local cluster's binary cache
-(``~/.cache/nemotron-operator/bin/<tool>-<version>/helm``, where ``devcluster`` builds pinned
-upstream binaries) and ``PATH``. Without one the helm tests skip and say so; CI always has it,
+helm is looked up, in order, in the env var ``HELM``, the local cluster's binaries
+(``devcluster.binaries.find_binary``: its env var, bin dir and version-keyed cache
+``~/.cache/nemotron-operator/bin/helm-<version>/``, where ``devcluster`` builds the pinned
+upstream helm) and ``PATH``. Without one the helm tests skip and say so; CI always has it,
 since the test command builds the binaries first. ``render`` parses ``helm template`` output
 into a list of manifests.
 """
@@ -19,15 +20,12 @@ from typing import Any
 import pytest
 import yaml
 
+from nemotron_operator.devcluster.binaries import find_binary
+
 __all__ = ["CHART", "REPO", "find_helm", "helm", "render", "require_helm", "set_args"]
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "nemotron-operator"
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nemotron-operator" / "bin"
 
 
 def find_helm() -> tuple[str | None, str]:
@@ -37,14 +35,13 @@ def find_helm() -> tuple[str | None, str]:
         if os.access(from_env, os.X_OK):
             return from_env, "env HELM"
         return None, f"env HELM={from_env!r} is not an executable file"
-    cached = sorted(_cache_dir().glob("*/helm"), reverse=True)
-    for candidate in cached:
-        if os.access(candidate, os.X_OK):
-            return str(candidate), "devcluster binary cache"
+    cached = find_binary("helm")
+    if cached is not None:
+        return str(cached), "devcluster binaries"
     on_path = shutil.which("helm")
     if on_path:
         return on_path, "PATH"
-    return None, f"no helm: env HELM unset, none in {_cache_dir()}/*/helm, none on PATH"
+    return None, "no helm: env HELM unset, not in the devcluster binary cache, not on PATH"
 
 
 def require_helm() -> str:
