@@ -130,6 +130,8 @@ class PodWatch:
                     # Keep serving the last known set: a brief API outage must not empty the
                     # pool.
                     log.warning("pod watch failed (%s); keeping %d endpoints", exc, len(self._pods))
+                except Exception:
+                    log.exception("pod watch broke; keeping %d endpoints", len(self._pods))
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _list(self, session: aiohttp.ClientSession) -> str:

@@ -56,12 +56,15 @@ class Router:
         config_path: str | Path | None = None,
         kube_access: Callable[[], KubeAccess] = load_kube_access,
         scrape_interval: float = SCRAPE_INTERVAL,
+        config_poll_interval: float = CONFIG_POLL_INTERVAL,
     ) -> None:
         self.config = config
         self._config_path = Path(config_path) if config_path else None
         self._config_digest = config_digest(self._config_path) if self._config_path else ""
         self._kube_access = kube_access
         self._scrape_interval = scrape_interval
+        self._config_poll_interval = config_poll_interval
+        self.reload_failures = 0
         self.pools: dict[str, Pool] = {}
         self._watches: dict[str, PodWatch] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -163,7 +166,7 @@ class Router:
     async def _reload_loop(self) -> None:
         assert self._config_path is not None
         while True:
-            await asyncio.sleep(CONFIG_POLL_INTERVAL)
+            await asyncio.sleep(self._config_poll_interval)
             try:
                 digest = config_digest(self._config_path)
                 if digest != self._config_digest:
@@ -173,7 +176,8 @@ class Router:
                     log.info("config generation %d applied", config.generation)
                 elif self.config.api_keys_dir:
                     self._keys = KeyRing(load_keys(self.config.api_keys_dir))
-            except Exception:
+            except Exception:  # keep serving with the last good config
+                self.reload_failures += 1
                 log.exception("config reload failed; keeping generation %d", self.config.generation)
 
     async def _scrape_loop(self) -> None:

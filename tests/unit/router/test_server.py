@@ -24,13 +24,16 @@ MODEL = "nano-4b"
 
 def config(on: list[str], off: list[str], **extra: Any) -> RouterConfig:
     def pool(name: str, urls: list[str], **route: Any) -> PoolRoute:
+        fields: dict[str, Any] = {
+            "temperature": 0.6 if name == "on" else 0.0,
+            "top_p": 0.95 if name == "on" else 1.0,
+            "max_tokens": 1000 if name == "on" else 100,
+            **route,
+        }
         return PoolRoute(
             name=name,  # type: ignore[arg-type]
-            temperature=0.6 if name == "on" else 0.0,
-            top_p=0.95 if name == "on" else 1.0,
-            max_tokens=1000 if name == "on" else 100,
             static_endpoints=tuple(StaticEndpoint(url=u) for u in urls),
-            **route,
+            **fields,
         )
 
     pool_extra = extra.pop("pool", {})
@@ -299,3 +302,33 @@ async def test_drain_finishes_streams_and_refuses_new_connections(
         r.release()
         assert rest.endswith(b"data: [DONE]\n\n")
         await asyncio.wait_for(stopping, 10)
+
+
+async def test_config_file_changes_are_applied_in_place(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    import yaml
+
+    async with fake_engine() as first, fake_engine() as second:
+        path = tmp_path / "config.yaml"
+        path.write_text(
+            yaml.safe_dump(config([], [first.url], generation=1).model_dump(mode="json"))
+        )
+        router = Router(config([], [first.url], generation=1), config_path=path,
+                        config_poll_interval=0.05)  # fmt: skip
+        async with running_router(router, host="127.0.0.1", port=0, drain_seconds=5) as (_, port):
+            base = f"http://127.0.0.1:{port}"
+            path.write_text("pools: [not valid")  # ignored: the running config stays
+            updated = config([], [second.url], generation=2, pool={"max_tokens": 7})
+            await await_for(lambda: asyncio.sleep(0, router.reload_failures > 0), 5,
+                            what="invalid file seen")  # fmt: skip
+            assert router.config.generation == 1
+            path.write_text(yaml.safe_dump(updated.model_dump(mode="json")))
+            await await_for(lambda: asyncio.sleep(0, router.config.generation == 2), 5,
+                            what="generation 2 applied")  # fmt: skip
+            async with http.post(base + "/v1/chat/completions", json=chat()) as r:
+                assert r.status == 200
+            assert second.received[-1]["max_tokens"] == 7
+            assert first.received == []
+            async with http.get(base + "/metrics") as r:
+                assert "nemotron_router_config_generation 2.0" in await r.text()
