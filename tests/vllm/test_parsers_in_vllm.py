@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from nemotron_operator.engine.template import load_template_source, render_chat
+from nemotron_operator.engine.template import load_template_source, render_chat, vllm_conversation
 
 TIP_TOOL = {
     "type": "function",
@@ -300,3 +300,54 @@ def test_streaming_through_vllm_adds_up_for_any_output(
     expected = whole(parser_cls, char_tokenizer, request_, text)
     got = streamed(parser_cls, char_tokenizer, request_, text, step=step)
     assert blank_to_empty(got) == expected
+
+
+HISTORY = [
+    {"role": "system", "content": "detailed thinking on"},
+    {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x":1}'}},
+            {"id": "c2", "type": "function", "function": {"name": "g", "arguments": "oops"}},
+            {"id": "c3", "type": "function", "function": {"name": "h", "arguments": ""}},
+        ],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "18"},
+    {
+        "role": "tool",
+        "tool_call_id": "c2",
+        "content": [{"type": "text", "text": "p"}, {"type": "text", "text": "q"}],
+    },
+    {"role": "assistant", "content": "Done.", "tool_calls": []},
+]
+
+
+def test_vllm_prompt_equals_render_chat_of_vllm_conversation(char_tokenizer: Any) -> None:
+    """vLLM's own message preprocessing, then transformers with our template, as the chat
+    endpoint renders a prompt, equals ``render_chat(vllm_conversation(...))``."""
+    from types import SimpleNamespace
+
+    from vllm.renderers.chat_utils.chat_message import parse_chat_messages
+    from vllm.renderers.hf import _detect_content_format
+
+    template = load_template_source()
+    # vLLM picks the content format from the template; vllm_conversation assumes "openai".
+    assert _detect_content_format(template, default="string") == "openai"
+    # Text-only messages never reach the multimodal parts of the model config.
+    model_config = SimpleNamespace(multimodal_config=None, enable_prompt_embeds=False)
+    conversation, _, _ = parse_chat_messages(HISTORY, model_config, "openai")
+    assert conversation == vllm_conversation(HISTORY)
+    by_vllm = char_tokenizer.apply_chat_template(
+        conversation,
+        tools=[TIP_TOOL],
+        chat_template=template,
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    assert by_vllm == render_chat(vllm_conversation(HISTORY), tools=[TIP_TOOL])
+    assert (
+        '<TOOLCALL>[{"name": "f", "arguments": {"x": 1}}, {"name": "g", "arguments": {}}' in by_vllm
+    )
+    assert "<TOOL_RESPONSE>[18, p\nq]</TOOL_RESPONSE>" in by_vllm

@@ -2,7 +2,7 @@
 the way Hugging Face transformers' ``apply_chat_template`` does -- and so the way vLLM does.
 
 The engine emulator (``engine.emulator``) turns chat requests into prompts with
-``render_chat``; the tests in ``tests/unit/engine/test_template.py`` pin the rendered strings.
+``render_chat`` (after ``vllm_conversation`` when it wants vLLM's exact message preprocessing); the tests in ``tests/unit/engine/test_template.py`` pin the rendered strings.
 The file itself is read through ``engine.assets`` so the emulator and the ConfigMap agree.
 """
 
@@ -20,7 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from nemotron_operator.engine.assets import CHAT_TEMPLATE_FILE
 
-__all__ = ["chat_environment", "load_template_source", "render_chat"]
+__all__ = ["chat_environment", "load_template_source", "render_chat", "vllm_conversation"]
 
 
 def load_template_source() -> str:
@@ -62,6 +62,51 @@ def chat_environment() -> ImmutableSandboxedEnvironment:
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     return env
+
+
+def vllm_conversation(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages as vLLM 0.33 hands them to the template for our file: vLLM detects that the
+    template reads content parts ("openai" content format), so text content becomes a list of
+    text parts (null content an empty list), a tool result's text parts are joined with
+    newlines, and string tool-call arguments are parsed into objects (``{}`` when empty, invalid
+    or not an object). ``render_chat(vllm_conversation(m))`` is the prompt vLLM renders."""
+    out = []
+    for message in messages:
+        converted = dict(message)
+        content = message.get("content")
+        if content is None:
+            content = []
+        elif isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        if message.get("role") == "tool" and all(
+            isinstance(part, dict) and part.get("type") == "text" for part in content
+        ):
+            converted["content"] = "\n".join(str(part.get("text", "")) for part in content)
+        else:
+            converted["content"] = content
+        calls = message.get("tool_calls")
+        if message.get("role") == "assistant" and isinstance(calls, list):
+            if calls:
+                converted["tool_calls"] = [_with_object_arguments(call) for call in calls]
+            else:
+                del converted["tool_calls"]
+        out.append(converted)
+    return out
+
+
+def _with_object_arguments(call: dict[str, Any]) -> dict[str, Any]:
+    function = call.get("function")
+    if not isinstance(function, dict):
+        return call
+    arguments = function.get("arguments")
+    if isinstance(arguments, str) and arguments:
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            arguments = None
+    if not isinstance(arguments, dict):
+        arguments = {}
+    return {**call, "function": {**function, "arguments": arguments}}
 
 
 @cache

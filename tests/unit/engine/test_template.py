@@ -10,7 +10,12 @@ import jinja2
 import pytest
 
 from nemotron_operator.engine import assets
-from nemotron_operator.engine.template import chat_environment, load_template_source, render_chat
+from nemotron_operator.engine.template import (
+    chat_environment,
+    load_template_source,
+    render_chat,
+    vllm_conversation,
+)
 
 BOT = "<|begin_of_text|>"
 EOT = "<|eot_id|>"
@@ -246,3 +251,47 @@ def test_environment_matches_transformers_settings() -> None:
 
 def test_the_rendered_file_is_the_mounted_one() -> None:
     assert load_template_source() == assets.engine_files()[assets.CHAT_TEMPLATE_FILE]
+
+
+def test_vllm_conversation_mirrors_vllm_preprocessing() -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "Hi"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                call("f", '{"x":1}', "c1"),
+                call("g", "not json", "c2"),
+                call("h", "[1]", "c3"),
+                call("k", {"y": 2}, "c4"),
+            ],
+        },
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+        },
+        {"role": "tool", "tool_call_id": "c2", "content": None},
+        {"role": "assistant", "content": "ok", "tool_calls": []},
+    ]
+    converted = vllm_conversation(messages)
+    assert converted == [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        {
+            "role": "assistant",
+            "content": [],
+            "tool_calls": [
+                call("f", {"x": 1}, "c1"),
+                call("g", {}, "c2"),
+                call("h", {}, "c3"),
+                call("k", {"y": 2}, "c4"),
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "a\nb"},
+        {"role": "tool", "tool_call_id": "c2", "content": ""},
+        {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+    ]
+    assert messages[1]["tool_calls"][0]["function"]["arguments"] == '{"x":1}', "input untouched"
+    # Object arguments are rendered as JSON, so the history differs from the raw string's spacing.
+    assert '{"name": "f", "arguments": {"x": 1}}' in render_chat(converted)
+    assert '{"name": "f", "arguments": {"x":1}}' in render_chat(messages)

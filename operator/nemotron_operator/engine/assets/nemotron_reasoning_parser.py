@@ -19,13 +19,16 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vllm.reasoning import ReasoningParser, ReasoningParserManager
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 if TYPE_CHECKING:  # the same file, as the operator's package knows it
     from nemotron_operator.engine import reasoning as core
 else:
-    import nemotron_reasoning as core  # found through the line above
-from vllm.reasoning import ReasoningParser, ReasoningParserManager
+    import nemotron_reasoning as core  # found through _HERE on sys.path
 
 __all__ = ["NemotronThinkReasoningParser"]
 

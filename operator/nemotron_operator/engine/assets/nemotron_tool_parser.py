@@ -21,12 +21,14 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 if TYPE_CHECKING:  # the same file, as the operator's package knows it
     from nemotron_operator.engine import toolcall as core
 else:
-    import nemotron_toolcall as core  # found through the line above
+    import nemotron_toolcall as core  # found through _HERE on sys.path
 
 try:
     from vllm.tool_parsers import ToolParser, ToolParserManager
