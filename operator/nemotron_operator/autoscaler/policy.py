@@ -5,12 +5,17 @@ the current replicas, ``settings.PolicySettings`` and the remembered ``state.Pol
 and returns a ``Decision``: desired replicas, a reason, and the next state. It does no I/O and
 reads no clock; ``loop`` (the operator) and ``simulator`` (the proving ground) both call it.
 
-The rule, per pool (``t`` = target queue per replica, ``c`` = concurrency one replica serves):
+The rule, per pool (``t`` = target queue per replica, ``c`` = concurrency one replica serves,
+``u`` = scale-down utilisation < 1, the headroom that keeps a constant load from oscillating):
 - demand = held + running + waiting requests; queue = router queue + engines' waiting.
-- scale up (fast): to ``ceil(demand / (c + t))`` at once, i.e. as many replicas as leave at most
-  ``t`` waiting per replica -- not one at a time; with an up-stabilisation window, the least
-  recommendation seen over that window.
-- scale down (slow): to ``ceil(demand / (c * u))`` (``u`` < 1 leaves headroom), only after
+- with the router's completed-requests counter: arrivals/s ``lam`` = completions + growth of
+  demand over the interval, and ``mu`` = completions/s one replica sustains, learnt while the
+  pool is saturated. Then up = ``ceil((lam + queue / drain_s) / mu)``, down =
+  ``ceil(lam / (mu * u))``. Until ``mu`` is known: up = ``ceil(demand / (c + t))`` (at most
+  ``t`` waiting per replica), down = ``ceil(demand / (c * u))``.
+- scale up (fast): to ``up`` at once -- as much as the queue needs, not one at a time; with an
+  up-stabilisation window, the least recommendation seen over that window.
+- scale down (slow): to ``down``, only after
   ``scale_down_consecutive`` decisions in a row wanted fewer, taking the largest recommendation
   over the down window, and never in the first window after a (re)start or a gap in data.
 - wake: a pool at zero with any held request goes to ``max(1, up)`` on the first decision.
@@ -42,6 +47,8 @@ class PoolSignals:
     engine_waiting: float = 0.0
     engine_running: float = 0.0
     ready_engines: int = 0
+    # Requests the router finished for this pool, ever (summed counter); None: not exposed.
+    completed_total: float | None = None
     # False when a scrape failed or a source was missing: the policy then holds.
     complete: bool = True
 
@@ -90,6 +97,60 @@ def _learn_capacity(
     return known
 
 
+# Time constant of the smoothed arrival rate: Poisson noise over one 5 s interval is large
+# for slow pools (a reasoning-on pool sees a few requests a second).
+_ARRIVAL_TAU_S = 60.0
+
+
+@dataclass(frozen=True)
+class _Rates:
+    arrival_rate: float | None  # smoothed
+    service_rate: float | None
+    arrival_now: float | None = None  # over the last interval only
+
+
+def _rates(
+    *, signals: PoolSignals, settings: PolicySettings, state: PolicyState, now: float, gap: bool
+) -> _Rates:
+    """Arrivals/s over the last interval, and completions/s one replica sustains when saturated.
+
+    Arrivals = completions + growth of the requests in the system. The per-replica service
+    rate is learnt only from saturated intervals (queue per replica at or above target) with an
+    unchanged number of ready engines; an unsaturated interval can only raise it.
+    """
+    known = state.service_rate_per_replica
+    if (
+        gap
+        or signals.completed_total is None
+        or state.last_completed is None
+        or state.last_demand is None
+        or state.last_time is None
+        or now <= state.last_time
+    ):
+        return _Rates(None, known)
+    dt = now - state.last_time
+    completed = signals.completed_total - state.last_completed
+    if completed < 0:  # a router restarted: its counter began again
+        return _Rates(None, known)
+    arrivals = max(0.0, (completed + signals.demand - state.last_demand) / dt)
+    if state.arrival_rate is not None:
+        alpha = 1.0 - math.exp(-dt / _ARRIVAL_TAU_S)
+        smoothed = state.arrival_rate + alpha * (arrivals - state.arrival_rate)
+    else:
+        smoothed = arrivals
+    ready = signals.ready_engines
+    if ready <= 0 or ready != state.last_ready or completed <= 0:
+        return _Rates(smoothed, known, arrivals)
+    per_replica = completed / dt / ready
+    saturated = signals.engine_waiting >= settings.target_queue_per_replica * ready
+    learnt: float | None
+    if saturated:
+        learnt = per_replica if known is None else 0.5 * known + 0.5 * per_replica
+    else:
+        learnt = known if known is None else max(known, per_replica)
+    return _Rates(smoothed, learnt, arrivals)
+
+
 def _window(
     recs: tuple[tuple[float, int], ...], now: float, seconds: float, value: int
 ) -> tuple[tuple[float, int], ...]:
@@ -124,7 +185,13 @@ def decide(
 
     if not signals.complete:
         # Not zero load: hold. Data that did arrive may still wake a pool at zero.
-        held = replace(base, observing_since=None, down_streak=0, down_recommendations=())
+        held = replace(
+            base,
+            observing_since=None,
+            down_streak=0,
+            down_recommendations=(),
+            last_completed=None,
+        )
         if current == 0 and signals.router_queue > 0:
             return done(max(_clamp(1, s), 1), "wake: requests held while at zero", held)
         if _clamp(current, s) != current:
@@ -132,11 +199,35 @@ def decide(
         return done(current, "hold: metrics incomplete", held)
 
     capacity = _learn_capacity(signals, s, state.capacity_per_replica)
-    base = replace(base, capacity_per_replica=capacity)
     c = capacity if capacity is not None else s.slots_per_replica
     demand, queue = signals.demand, signals.queue
-    need_up = math.ceil(demand / (c + s.target_queue_per_replica))
-    need_down = math.ceil(demand / (c * s.scale_down_utilization))
+    rates = _rates(signals=signals, settings=s, state=state, now=now, gap=gap)
+    base = replace(
+        base,
+        capacity_per_replica=capacity,
+        service_rate_per_replica=rates.service_rate,
+        arrival_rate=rates.arrival_rate,
+        last_completed=signals.completed_total,
+        last_demand=demand,
+        last_ready=signals.ready_engines,
+    )
+    if rates.arrival_rate is not None and rates.service_rate:
+        # Throughput sizing: concurrency alone misleads, since a busier engine runs each
+        # request slower (in-flight at n replicas is not in-flight at m replicas).
+        lam, mu = rates.arrival_rate, rates.service_rate
+        # While engines queue, trust the last interval's rate too: that is a burst.
+        queueing = queue > s.target_queue_per_replica * max(signals.ready_engines, 1)
+        lam_up = max(lam, rates.arrival_now or 0.0) if queueing else lam
+        need_up = math.ceil((lam_up + queue / s.backlog_drain_s) / mu)
+        need_down = max(
+            math.ceil(lam / (mu * s.scale_down_utilization)),
+            math.ceil(demand / s.slots_per_replica),
+        )
+        sizing = f"arrivals {lam_up:.1f}/s, {mu:.2f}/s per replica, queue {queue:g}"
+    else:
+        need_up = math.ceil(demand / (c + s.target_queue_per_replica))
+        need_down = math.ceil(demand / (c * s.scale_down_utilization))
+        sizing = f"demand {demand:g}, {c:g} + {s.target_queue_per_replica:g} per replica"
     idle_since = (
         (state.idle_since if state.idle_since is not None else now) if demand <= 0 else None
     )
@@ -166,8 +257,7 @@ def decide(
         target = _clamp(up_target, s)
         return done(
             target,
-            f"scale up: queue {queue:g}, demand {demand:g} > {current} x "
-            f"({c:g} + {s.target_queue_per_replica:g})",
+            f"scale up: {sizing}",
             remember_high(base, target),
         )
     if current > s.max_replicas:
@@ -188,9 +278,7 @@ def decide(
     if stable >= current:
         if current < s.min_replicas:
             return done(s.min_replicas, "clamp to min", replace(base, down_streak=0))
-        return done(
-            current, f"hold: demand {demand:g} fits {current}", replace(base, down_streak=0)
-        )
+        return done(current, f"hold: {sizing}", replace(base, down_streak=0))
     streak = state.down_streak + 1 if not gap else 1
     base = replace(base, down_streak=streak)
     window_ok = now - observing_since >= s.scale_down_stabilization_s
@@ -202,6 +290,6 @@ def decide(
         )
     return done(
         stable,
-        f"scale down: demand {demand:g} fits {stable} (held {s.scale_down_stabilization_s:g}s)",
+        f"scale down: {sizing} (held {s.scale_down_stabilization_s:g}s)",
         replace(base, down_streak=0),
     )

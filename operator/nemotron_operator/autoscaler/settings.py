@@ -43,6 +43,8 @@ class PolicySettings:
     # 1 it leaves headroom so that the next scale-up condition is not met at once (hysteresis:
     # this is what keeps a constant load from oscillating).
     scale_down_utilization: float = 0.8
+    # A scale-up sizes the pool to drain the queue it sees within about this long.
+    backlog_drain_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.min_replicas < 0 or self.max_replicas < max(self.min_replicas, 1):

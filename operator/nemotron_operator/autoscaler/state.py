@@ -34,6 +34,13 @@ class PolicyState:
     idle_since: float | None = None
     # Learnt concurrency per replica at saturation (None: use the settings' slots).
     capacity_per_replica: float | None = None
+    # Learnt completions/s of one saturated replica, and the last arrival-rate estimate.
+    service_rate_per_replica: float | None = None
+    arrival_rate: float | None = None
+    # The previous observation, for rates: completed counter, demand, ready engines.
+    last_completed: float | None = None
+    last_demand: float | None = None
+    last_ready: int | None = None
     # The last decision, for the status.
     last_desired: int | None = None
     last_reason: str = ""
@@ -49,6 +56,11 @@ class PolicyState:
             "downStreak": self.down_streak,
             "idleSince": self.idle_since,
             "capacityPerReplica": self.capacity_per_replica,
+            "serviceRatePerReplica": self.service_rate_per_replica,
+            "arrivalRate": self.arrival_rate,
+            "lastCompleted": self.last_completed,
+            "lastDemand": self.last_demand,
+            "lastReady": self.last_ready,
             "lastDesired": self.last_desired,
             "lastReason": self.last_reason,
         }
@@ -67,6 +79,11 @@ class PolicyState:
                 down_streak=int(data.get("downStreak", 0)),
                 idle_since=_opt_float(data.get("idleSince")),
                 capacity_per_replica=_opt_float(data.get("capacityPerReplica")),
+                service_rate_per_replica=_opt_float(data.get("serviceRatePerReplica")),
+                arrival_rate=_opt_float(data.get("arrivalRate")),
+                last_completed=_opt_float(data.get("lastCompleted")),
+                last_demand=_opt_float(data.get("lastDemand")),
+                last_ready=None if data.get("lastReady") is None else int(data["lastReady"]),
                 last_desired=None if data.get("lastDesired") is None else int(data["lastDesired"]),
                 last_reason=str(data.get("lastReason", "")),
             )
