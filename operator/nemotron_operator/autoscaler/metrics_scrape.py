@@ -21,6 +21,7 @@ from nemotron_operator.autoscaler.policy import PoolSignals
 __all__ = [
     "ENGINE_RUNNING",
     "ENGINE_WAITING",
+    "ROUTER_COMPLETED",
     "ROUTER_INFLIGHT",
     "ROUTER_QUEUE",
     "EngineSample",
@@ -35,6 +36,8 @@ __all__ = [
 
 ROUTER_QUEUE = "nemotron_router_queue_depth"
 ROUTER_INFLIGHT = "nemotron_router_inflight_requests"
+# Counter of finished requests (any code): the policy derives arrival and service rates from it.
+ROUTER_COMPLETED = "nemotron_router_requests_total"
 ENGINE_WAITING = "vllm:num_requests_waiting"
 ENGINE_RUNNING = "vllm:num_requests_running"
 
@@ -55,6 +58,7 @@ class PoolTargets:
 class RouterSample:
     queue: float
     inflight: float
+    completed: float | None = None  # None: the router does not expose the counter
 
 
 @dataclass(frozen=True)
@@ -64,11 +68,19 @@ class EngineSample:
 
 
 def _families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Samples by sample name (a counter's family ``x`` holds samples ``x_total``)."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
     try:
-        return {
-            family.name: [(dict(s.labels), float(s.value)) for s in family.samples]
-            for family in text_string_to_metric_families(text)
-        }
+        for family in text_string_to_metric_families(text):
+            out.setdefault(family.name, [])
+            for sample in family.samples:
+                if sample.name != family.name:
+                    out.setdefault(sample.name, []).append(
+                        (dict(sample.labels), float(sample.value))
+                    )
+                else:
+                    out[family.name].append((dict(sample.labels), float(sample.value)))
+        return out
     except (ValueError, TypeError, IndexError) as exc:
         raise MetricsParseError(f"not Prometheus text: {exc}") from exc
 
@@ -91,7 +103,11 @@ def router_sample(text: str, pool: str) -> RouterSample:
     def pool_sum(name: str) -> float:
         return sum(v for labels, v in families[name] if labels.get("pool") == pool)
 
-    return RouterSample(queue=pool_sum(ROUTER_QUEUE), inflight=pool_sum(ROUTER_INFLIGHT))
+    return RouterSample(
+        queue=pool_sum(ROUTER_QUEUE),
+        inflight=pool_sum(ROUTER_INFLIGHT),
+        completed=pool_sum(ROUTER_COMPLETED) if ROUTER_COMPLETED in families else None,
+    )
 
 
 def engine_sample(text: str) -> EngineSample:
@@ -116,7 +132,14 @@ def signals_from_samples(
     complete = (
         bool(routers) and len(got_routers) == len(routers) and len(got_engines) == len(engines)
     )
+    counters = [r.completed for r in got_routers]
+    completed = (
+        sum(c for c in counters if c is not None)
+        if complete and all(c is not None for c in counters)
+        else None
+    )
     return PoolSignals(
+        completed_total=completed,
         router_queue=sum(r.queue for r in got_routers),
         router_inflight=sum(r.inflight for r in got_routers),
         engine_waiting=sum(e.waiting for e in got_engines),

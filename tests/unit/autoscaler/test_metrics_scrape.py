@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from nemotron_operator.autoscaler.metrics_scrape import (
     HttpMetricsFetcher,
@@ -20,8 +20,15 @@ from nemotron_operator.autoscaler.metrics_scrape import (
 )
 
 
-def router_text(queue: dict[str, float], inflight: dict[str, float]) -> str:
+def router_text(
+    queue: dict[str, float], inflight: dict[str, float], completed: dict[str, float] | None = None
+) -> str:
     reg = CollectorRegistry()
+    if completed is not None:
+        c = Counter("nemotron_router_requests", "done", ["pool", "code"], registry=reg)
+        for pool, v in completed.items():
+            c.labels(pool=pool, code="200").inc(v - 1)
+            c.labels(pool=pool, code="429").inc(1)
     q = Gauge("nemotron_router_queue_depth", "queue", ["pool"], registry=reg)
     f = Gauge("nemotron_router_inflight_requests", "inflight", ["pool"], registry=reg)
     for pool, v in queue.items():
@@ -49,6 +56,12 @@ def test_router_sample_filters_pool() -> None:
     assert router_sample(text, "on").queue == 5
     assert router_sample(text, "on").inflight == 9
     assert router_sample(text, "off").queue == 2
+
+
+def test_router_sample_reads_the_completed_counter_over_codes() -> None:
+    text = router_text({"on": 0}, {"on": 0}, {"on": 10, "off": 3})
+    assert router_sample(text, "on").completed == 10
+    assert router_sample(router_text({"on": 0}, {"on": 0}), "on").completed is None
 
 
 def test_router_sample_pool_not_seen_yet_is_zero_but_missing_family_is_an_error() -> None:
@@ -103,8 +116,8 @@ def closed_port_url() -> str:
 
 
 async def test_fetch_sums_router_replicas_and_engines(serve: Serve) -> None:
-    r1 = await serve(router_text({"on": 5}, {"on": 4}), 200)
-    r2 = await serve(router_text({"on": 1}, {"on": 2}), 200)
+    r1 = await serve(router_text({"on": 5}, {"on": 4}, {"on": 7}), 200)
+    r2 = await serve(router_text({"on": 1}, {"on": 2}, {"on": 5}), 200)
     e1 = await serve(ENGINE_TEXT, 200)
     e2 = await serve(ENGINE_TEXT, 200)
     async with httpx.AsyncClient() as client:
@@ -113,6 +126,7 @@ async def test_fetch_sums_router_replicas_and_engines(serve: Serve) -> None:
     assert sig.complete
     assert (sig.router_queue, sig.router_inflight) == (6, 6)
     assert (sig.engine_waiting, sig.engine_running, sig.ready_engines) == (6, 14, 2)
+    assert sig.completed_total == 12
 
 
 async def test_failed_scrapes_make_signals_incomplete(serve: Serve) -> None:
