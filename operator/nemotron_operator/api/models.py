@@ -79,6 +79,19 @@ def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
     return item
 
 
+def _enabled(parent: str, pool: str, guard: str | None = None) -> str:
+    """CEL: whether ``parent.pool`` is enabled, reading an absent field as its default (true).
+
+    The apiserver also checks rules against the schema's ``default: {}`` values before nested
+    defaults fill them, so every rule must read absent fields as their defaults.
+    """
+    field = f"{parent}.{pool}"
+    checks = [f"has({field})", f"has({field}.enabled)"]
+    if guard is not None:
+        checks.insert(0, f"has({parent})")
+    return f"({' && '.join(checks)} ? {field}.enabled : true)"
+
+
 class _Model(BaseModel):
     """Base of every API model: camelCase aliases, unknown fields refused, immutable."""
 
@@ -202,7 +215,10 @@ class ReplicasSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                _cel("self.min <= self.max", "replicas.min must be <= replicas.max")
+                _cel(
+                    "!has(self.min) || !has(self.max) || self.min <= self.max",
+                    "replicas.min must be <= replicas.max",
+                )
             ]
         }
     )
@@ -293,12 +309,15 @@ class PoolSpec(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "!has(self.maxModelLen) || self.maxTokens <= self.maxModelLen",
+                    "!has(self.maxModelLen) || !has(self.maxTokens)"
+                    " || self.maxTokens <= self.maxModelLen",
                     "maxTokens must be <= maxModelLen",
                     ".maxTokens",
                 ),
                 _cel(
-                    "!self.autoscaling.enabled || self.replicas.max >= 1",
+                    "!has(self.autoscaling) || !has(self.autoscaling.enabled)"
+                    " || !self.autoscaling.enabled"
+                    " || !has(self.replicas) || !has(self.replicas.max) || self.replicas.max >= 1",
                     "autoscaling needs replicas.max >= 1",
                     ".replicas.max",
                 ),
@@ -424,7 +443,7 @@ class PoolsSpec(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "self.reasoningOn.enabled || self.reasoningOff.enabled",
+                    f"{_enabled('self', 'reasoningOn')} || {_enabled('self', 'reasoningOff')}",
                     "at least one pool must be enabled",
                 )
             ]
@@ -475,8 +494,10 @@ class NemotronDeploymentSpec(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "self.router.defaultMode == 'on' ? self.pools.reasoningOn.enabled"
-                    " : self.pools.reasoningOff.enabled",
+                    "(has(self.router) && has(self.router.defaultMode)"
+                    " ? self.router.defaultMode : 'off') == 'on'"
+                    f" ? {_enabled('self.pools', 'reasoningOn', guard='self')}"
+                    f" : {_enabled('self.pools', 'reasoningOff', guard='self')}",
                     "router.defaultMode must name an enabled pool",
                     ".router.defaultMode",
                 ),
