@@ -79,8 +79,11 @@ class EngineModel:
 class Scaler(Protocol):
     """An autoscaling policy as the simulator drives it."""
 
-    name: str
-    interval_s: float
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def interval_s(self) -> float: ...
 
     def decide(self, *, now: float, signals: PoolSignals, current: int) -> tuple[int, str]: ...
 
@@ -111,6 +114,9 @@ class PoolResult:
 
     pool: str
     gpu_seconds: float = 0.0
+    arrived: float = 0.0
+    queued_at_end: float = 0.0
+    running_at_end: float = 0.0
     waits: dict[int, float] = field(default_factory=dict)  # wait (s) -> requests
     served_steps_time: float = 0.0  # sum over completions of their time in the engine
     completed: float = 0.0
@@ -245,6 +251,9 @@ def simulate(
         now = float(t)
         for pool in pools:
             _tick(pool, now, model, sample_s)
+    for pool in pools:
+        pool.result.queued_at_end = pool.queued
+        pool.result.running_at_end = pool.running + sum(pool.draining)
     first = scalers[trace.pools[0][0]]
     return SimResult(
         trace=trace.name,
@@ -264,6 +273,7 @@ def _tick(pool: _PoolSim, now: float, model: EngineModel, sample_s: int) -> None
         pool.starting = still
     # Arrivals join the FIFO; admissions fill free slots (by count and by KV).
     arrivals = float(pool.rates[int(now)])
+    res.arrived += arrivals
     if arrivals > 0:
         pool.queue.append([now, arrivals])
         pool.queued += arrivals
