@@ -6,6 +6,7 @@ the prompt rendered by our template. Also: our ``render_chat`` equals transforme
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -13,7 +14,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from nemotron_operator.engine.template import load_template_source, render_chat, vllm_conversation
+from nemotron_operator.engine.template import (
+    load_template_source,
+    render_chat,
+    vllm_conversation,
+    vllm_tools,
+)
 
 TIP_TOOL = {
     "type": "function",
@@ -324,11 +330,19 @@ HISTORY = [
 ]
 
 
+TOOLS = [
+    TIP_TOOL,
+    {"type": "function", "function": {"name": "g", "description": "d", "strict": True, "x": 1}},
+    {"type": "function", "defer_loading": True, "function": {"name": "h"}},
+]
+
+
 def test_vllm_prompt_equals_render_chat_of_vllm_conversation(char_tokenizer: Any) -> None:
     """vLLM's own message preprocessing, then transformers with our template, as the chat
     endpoint renders a prompt, equals ``render_chat(vllm_conversation(...))``."""
     from types import SimpleNamespace
 
+    from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
     from vllm.renderers.chat_utils.chat_message import parse_chat_messages
     from vllm.renderers.hf import _detect_content_format
 
@@ -337,16 +351,20 @@ def test_vllm_prompt_equals_render_chat_of_vllm_conversation(char_tokenizer: Any
     assert _detect_content_format(template, default="string") == "openai"
     # Text-only messages never reach the multimodal parts of the model config.
     model_config = SimpleNamespace(multimodal_config=None, enable_prompt_embeds=False)
-    conversation, _, _ = parse_chat_messages(HISTORY, model_config, "openai")
+    # vLLM rewrites tool-call arguments in the messages it is given, so it gets a copy.
+    conversation, _, _ = parse_chat_messages(copy.deepcopy(HISTORY), model_config, "openai")
     assert conversation == vllm_conversation(HISTORY)
+    request = ChatCompletionRequest(model="nano", messages=HISTORY, tools=TOOLS)
+    tool_dicts = [tool.model_dump() for tool in request.tools]  # as vLLM's chat renderer does
+    assert tool_dicts == vllm_tools(TOOLS)
     by_vllm = char_tokenizer.apply_chat_template(
         conversation,
-        tools=[TIP_TOOL],
+        tools=tool_dicts,
         chat_template=template,
         tokenize=False,
         add_generation_prompt=True,
     )
-    assert by_vllm == render_chat(vllm_conversation(HISTORY), tools=[TIP_TOOL])
+    assert by_vllm == render_chat(vllm_conversation(HISTORY), tools=vllm_tools(TOOLS))
     assert (
         '<TOOLCALL>[{"name": "f", "arguments": {"x": 1}}, {"name": "g", "arguments": {}}' in by_vllm
     )

@@ -2,7 +2,7 @@
 the way Hugging Face transformers' ``apply_chat_template`` does -- and so the way vLLM does.
 
 The engine emulator (``engine.emulator``) turns chat requests into prompts with
-``render_chat`` (after ``vllm_conversation`` when it wants vLLM's exact message preprocessing); the tests in ``tests/unit/engine/test_template.py`` pin the rendered strings.
+``render_chat`` (after ``vllm_conversation`` / ``vllm_tools`` for vLLM's exact preprocessing); the tests in ``tests/unit/engine/test_template.py`` pin the rendered strings.
 The file itself is read through ``engine.assets`` so the emulator and the ConfigMap agree.
 """
 
@@ -20,7 +20,13 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from nemotron_operator.engine.assets import CHAT_TEMPLATE_FILE
 
-__all__ = ["chat_environment", "load_template_source", "render_chat", "vllm_conversation"]
+__all__ = [
+    "chat_environment",
+    "load_template_source",
+    "render_chat",
+    "vllm_conversation",
+    "vllm_tools",
+]
 
 
 def load_template_source() -> str:
@@ -90,6 +96,35 @@ def vllm_conversation(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 converted["tool_calls"] = [_with_object_arguments(call) for call in calls]
             else:
                 del converted["tool_calls"]
+        out.append(converted)
+    return out
+
+
+def vllm_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """The tool list as vLLM 0.33 hands it to the template: each tool through its request model
+    and back (``ChatCompletionToolsParam.model_dump()``), so ``description`` and ``parameters``
+    are always there (``null`` when absent), ``strict``/``defer_loading`` only when set, other
+    keys dropped."""
+    if tools is None:
+        return None
+    out = []
+    for tool in tools:
+        function = tool.get("function") or {}
+        dumped = {
+            "name": function.get("name"),
+            "description": function.get("description"),
+            "parameters": function.get("parameters"),
+        }
+        if function.get("strict") is not None:
+            dumped["strict"] = function["strict"]
+        # vLLM copies a tool-level defer_loading into the function when the function has none.
+        defer = function.get("defer_loading")
+        defer = tool.get("defer_loading") if defer is None else defer
+        if defer is not None:
+            dumped["defer_loading"] = defer
+        converted: dict[str, Any] = {"type": "function", "function": dumped}
+        if tool.get("defer_loading") is not None:
+            converted["defer_loading"] = tool["defer_loading"]
         out.append(converted)
     return out
 

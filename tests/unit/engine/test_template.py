@@ -15,6 +15,7 @@ from nemotron_operator.engine.template import (
     load_template_source,
     render_chat,
     vllm_conversation,
+    vllm_tools,
 )
 
 BOT = "<|begin_of_text|>"
@@ -295,3 +296,33 @@ def test_vllm_conversation_mirrors_vllm_preprocessing() -> None:
     # Object arguments are rendered as JSON, so the history differs from the raw string's spacing.
     assert '{"name": "f", "arguments": {"x": 1}}' in render_chat(converted)
     assert '{"name": "f", "arguments": {"x":1}}' in render_chat(messages)
+
+
+def test_vllm_tools_mirrors_vllm_request_model_dump() -> None:
+    tools = [
+        {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}},
+        {"type": "function", "function": {"name": "g", "description": "d", "strict": True, "x": 1}},
+        {"type": "function", "defer_loading": True, "function": {"name": "h"}},
+    ]
+    assert vllm_tools(tools) == [
+        {
+            "type": "function",
+            "function": {"name": "f", "description": None, "parameters": {"type": "object"}},
+        },
+        {
+            "type": "function",
+            "function": {"name": "g", "description": "d", "parameters": None, "strict": True},
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "h",
+                "description": None,
+                "parameters": None,
+                "defer_loading": True,
+            },
+            "defer_loading": True,
+        },
+    ]
+    assert vllm_tools(None) is None
+    assert '"description": null' in render_chat([], tools=vllm_tools(tools))
