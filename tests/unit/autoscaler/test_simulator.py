@@ -143,3 +143,30 @@ def test_cli_prints_table_and_writes_plots(
     assert "| A2 | 90 s | ours (queue depth) |" in out
     assert (tmp_path / "autoscaling-a2.png").stat().st_size > 10_000
     assert (tmp_path / "autoscaling-a2-burst.png").exists()
+
+
+def test_scale_to_zero_and_wake_in_the_fleet() -> None:
+    """Idle -> zero after the idle time; the first request held at zero wakes the pool at
+    the next decision, and it waits the start-up delay."""
+
+    def rate(t: float) -> float:
+        return 5.0 if 1200 <= t < 1260 else 0.0
+
+    trace = Trace("Z", "zero", 2000, (("off", OFF, rate),), bursts=((1200.0, 1260.0),))
+    settings = PolicySettings(min_replicas=0, max_replicas=4, scale_to_zero_idle_s=600)
+    r = simulate(
+        trace=trace,
+        scalers={"off": OursScaler(settings)},
+        model=EngineModel(startup_s=90),
+        initial_replicas={"off": 1},
+        seed=3,
+    )
+    pool = r.pools[0]
+    to_zero = [t for t, old, new in pool.decisions if new == 0]
+    assert to_zero
+    assert 600 <= to_zero[0] < 1200
+    wakes = [t for t, old, new in pool.decisions if old == 0 and new > 0]
+    assert wakes
+    assert 1200 <= wakes[0] <= 1205
+    # the held requests waited for the start-up, not for a stabilisation window
+    assert 85 <= r.wait_percentile(1.0) <= 100
