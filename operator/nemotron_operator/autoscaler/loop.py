@@ -135,9 +135,29 @@ async def autoscale_once(
     outcomes: list[PoolOutcome] = []
     for pool, settings in sorted(pools.items()):
         deployment = pool_deployment_name(name, pool)
-        current = await scaler.get_replicas(namespace=namespace, deployment=deployment)
-        stored = await store.load(namespace=namespace, name=name, pool=pool)
+        try:
+            stored = await store.load(namespace=namespace, name=name, pool=pool)
+        except Exception:  # a fresh state is the safe default: it never scales down
+            log.warning("autoscaler: cannot load state of %s", deployment, exc_info=True)
+            stored = None
         state = PolicyState.from_dict(stored)
+        try:
+            current = await scaler.get_replicas(namespace=namespace, deployment=deployment)
+        except Exception as exc:  # this pool holds; the other pools still get their step
+            last = state.last_desired or 0
+            outcomes.append(
+                PoolOutcome(
+                    pool=pool,
+                    deployment=deployment,
+                    current=last,
+                    desired=last,
+                    reason="hold: cannot read replicas",
+                    time=now,
+                    scaled=False,
+                    error=f"cannot read replicas: {exc}",
+                )
+            )
+            continue
         signals = await _signals(
             targets=targets, fetch=fetch, namespace=namespace, name=name, pool=pool
         )
@@ -154,7 +174,10 @@ async def autoscale_once(
                 error = f"scale failed: {exc}"
                 log.warning("autoscaler: %s %s", deployment, error)
         new_state = decision.state if error is None else state
-        await store.save(namespace=namespace, name=name, pool=pool, state=new_state.to_dict())
+        try:
+            await store.save(namespace=namespace, name=name, pool=pool, state=new_state.to_dict())
+        except Exception:  # the next step starts from the older state: conservative
+            log.warning("autoscaler: cannot save state of %s", deployment, exc_info=True)
         outcomes.append(
             PoolOutcome(
                 pool=pool,

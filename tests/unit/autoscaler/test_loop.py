@@ -182,3 +182,17 @@ def test_settings_from_the_crd_spec() -> None:
     assert (on.interval_s, on.slots_per_replica, on.scale_down_stabilization_s) == (1, 64, 300)
     assert slots_from_engine_args(["--max-num-seqs=32"]) == 32
     assert slots_from_engine_args([]) == 256
+
+
+async def test_one_pool_failing_does_not_stop_the_other() -> None:
+    cluster = FakeCluster({"nano-on": 1})  # no nano-off Deployment
+    cluster.signals["on"] = PoolSignals(
+        engine_running=4, engine_waiting=40, router_inflight=44, ready_engines=1
+    )
+    outs = await step(cluster, 0, {"on": FAST, "off": FAST})
+    by_pool = {o.pool: o for o in outs}
+    assert by_pool["off"].error is not None
+    assert by_pool["off"].error.startswith("cannot read replicas")
+    assert not by_pool["off"].scaled
+    assert by_pool["on"].scaled
+    assert cluster.writes == [("nano-on", by_pool["on"].desired)]
