@@ -144,3 +144,26 @@ async def test_failed_scrapes_make_signals_incomplete(serve: Serve) -> None:
     assert not b.complete
     assert not c.complete
     assert not d.complete  # no router pod at all: the queue is unknown
+
+
+def test_parses_what_the_router_and_the_engine_emulator_expose() -> None:
+    """The contract (docs/contracts.md) checked against the real exporters of both parts."""
+    from nemotron_operator.engine.emulator.metrics import EngineMetrics
+    from nemotron_operator.router.metrics import RouterMetrics
+
+    router = RouterMetrics(
+        queue_depth=lambda: {"on": 3.0, "off": 0.0},
+        inflight=lambda: {"on": 8.0, "off": 1.0},
+        endpoints=lambda: {"on": 2.0, "off": 1.0},
+    )
+    for _ in range(5):
+        router.request("on", 200)
+    router.request("on", 429)
+    router.request("off", 200)
+    sample = router_sample(router.render().decode(), "on")
+    assert (sample.queue, sample.inflight, sample.completed) == (3.0, 8.0, 6.0)
+
+    engine = EngineMetrics("nano")
+    engine.set_load(running=5, waiting=2, kv_usage=0.3)
+    got = engine_sample(engine.render().decode())
+    assert (got.waiting, got.running) == (2.0, 5.0)
