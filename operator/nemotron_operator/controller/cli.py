@@ -149,6 +149,8 @@ def _run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # One line per apiserver request is too much even at INFO.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     return asyncio.run(run_operator(_settings(args), kubeconfig=args.kubeconfig))
 
 
