@@ -21,8 +21,22 @@ import pytest
 import yaml
 
 from nemotron_operator.devcluster.binaries import find_binary
+from nemotron_operator.devcluster.versions import KUBERNETES_VERSION
 
-__all__ = ["CHART", "REPO", "find_helm", "helm", "render", "require_helm", "set_args"]
+# Capabilities and deprecation checks against the Kubernetes version the local cluster runs
+# (a helm built without version ldflags would assume v1.20).
+KUBE_VERSION_ARGS = ["--kube-version", KUBERNETES_VERSION.removeprefix("v")]
+
+__all__ = [
+    "CHART",
+    "KUBE_VERSION_ARGS",
+    "REPO",
+    "find_helm",
+    "helm",
+    "render",
+    "require_helm",
+    "set_args",
+]
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "nemotron-operator"
@@ -96,6 +110,7 @@ def render(
             "--namespace",
             namespace,
             "--include-crds",
+            *KUBE_VERSION_ARGS,
             *set_args(values or {}),
             *extra,
         ]

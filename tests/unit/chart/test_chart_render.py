@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from nemotron_operator.controller.desired import context_from_body, desired_stat
 from nemotron_operator.controller.settings import OperatorSettings
 from nemotron_operator.engine.assets import engine_files
 from nemotron_operator.kube.client import RESOURCES
-from tests.unit.chart.helm import CHART, REPO, helm, render
+from tests.unit.chart.helm import CHART, KUBE_VERSION_ARGS, REPO, helm, render, set_args
 from tests.unit.chart.rbac_rules import grants, group_of, rules_of
 
 FULLNAME = "nemotron-operator"  # release "nemotron-operator" + chart "nemotron-operator"
@@ -72,9 +74,9 @@ def namespaced() -> list[dict[str, Any]]:
     ids=["defaults", "namespaced-ha", "monitoring"],
 )
 def test_helm_lint_strict(values: dict[str, str]) -> None:
-    from tests.unit.chart.helm import set_args
-
-    result = helm(["lint", "--strict", str(CHART), *set_args(values)], check=False)
+    result = helm(
+        ["lint", "--strict", str(CHART), *KUBE_VERSION_ARGS, *set_args(values)], check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 chart(s) failed" in result.stdout
 
@@ -342,7 +344,9 @@ def test_rbac_covers_every_kind_the_client_can_touch(default: list[dict[str, Any
     rules = _operator_rules(default)
     known = {(group_of(v), plural) for (v, _), plural in RESOURCES.items()}
     for group, plural in known:
-        verbs = grants(rules, group=group, resource=plural)
+        # The Lease rules name the one Lease the operator uses.
+        name = OperatorSettings().lease_name if plural == "leases" else None
+        verbs = grants(rules, group=group, resource=plural, resource_name=name)
         expected = {"create"} if plural == "events" else {"get"}
         assert expected <= verbs, f"{group}/{plural}: {sorted(verbs)}"
     granted = {(g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
@@ -420,12 +424,53 @@ def test_dashboard_configmap_holds_the_dashboard(default: list[dict[str, Any]]) 
     assert json.loads(cm["data"]["nemotron-serving.json"]) == shipped
 
 
-def test_notes_tell_how_to_reach_an_endpoint() -> None:
-    """NOTES.txt as helm renders it (a client-side dry run needs no cluster)."""
-    result = helm(["install", "x", str(CHART), "-n", RELEASE_NS, "--dry-run=client"])
-    notes = result.stdout.split("NOTES:", 1)[1]
+def _render_notes(tmp_path: Path, values: dict[str, str]) -> str:
+    """NOTES.txt rendered by helm's engine. `helm template` skips NOTES and a client-side dry
+    run still wants a cluster, so a copy of the chart renders the same text through `tpl` into
+    a manifest (same values, same named templates)."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes-under-test.txt")
+    (chart / "templates" / "zz-notes-under-test.yaml").write_text(
+        'notes: {{ tpl (.Files.Get "notes-under-test.txt") . | toJson }}\n'
+    )
+    result = helm(
+        [
+            "template",
+            "x",
+            str(chart),
+            "-n",
+            RELEASE_NS,
+            "--show-only",
+            "templates/zz-notes-under-test.yaml",
+            *KUBE_VERSION_ARGS,
+            *set_args(values),
+        ]
+    )
+    notes: str = yaml.safe_load(result.stdout)["notes"]
+    return notes
+
+
+def test_notes_tell_how_to_reach_an_endpoint(tmp_path: Path) -> None:
+    notes = _render_notes(tmp_path, {})
     assert "http://<name>.<namespace>.svc/v1" in notes
     assert "port-forward service/nano-4b 8080:80" in notes
     assert "/v1/chat/completions" in notes
+    assert "{.status.endpoint}" in notes
     assert "kubectl apply --server-side -f crds/" in notes
     assert f"rollout status deployment/x-{FULLNAME}" in notes
+    assert "every namespace" in notes
+
+
+def test_notes_follow_the_values(tmp_path: Path) -> None:
+    notes = _render_notes(
+        tmp_path,
+        {
+            "operator.watchNamespaces": 'json:["ai","team-b"]',
+            "replicaCount": "2",
+            "metrics.podMonitor.router.enabled": "true",
+        },
+    )
+    assert "in: ai, team-b." in notes
+    assert "2 replicas: the holder of Lease nemotron-system/nemotron-operator reconciles" in notes
+    assert "PodMonitor (routers)" in notes
