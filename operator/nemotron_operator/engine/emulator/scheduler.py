@@ -2,7 +2,9 @@
 steps, sleeps each step's duration divided by the speed factor, then releases one token to every
 sequence of the step through its ``Outbox``. Request handlers in ``server`` wait on their outbox
 and send whatever has been released -- several tokens at once when they fall behind, as vLLM's
-output collector merges deltas for a slow consumer.
+output collector merges deltas for a slow consumer. When the process itself falls behind real
+time (a busy CPU), the loop runs steps back to back without yielding, so the emulated engine
+keeps its pace and the handlers send fewer, larger chunks.
 
 Speed 0 turns timing off: every token is released on submission.
 """
@@ -19,6 +21,8 @@ __all__ = ["EngineScheduler", "Outbox"]
 # How far the scheduler may fall behind real time and still catch up by running steps back to
 # back (beyond this it drops the debt, i.e. the emulated GPU slows down with the CPU).
 _MAX_LAG_S = 0.25
+# Longest run of back-to-back steps (when behind) before other tasks get the loop.
+_MAX_BUSY_S = 0.05
 
 
 class Outbox:
@@ -78,7 +82,7 @@ class EngineScheduler:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time()
+        deadline = busy_since = loop.time()
         while True:
             step = self.model.step()
             if step is None:
@@ -89,8 +93,15 @@ class EngineScheduler:
             self.steps += 1
             now = loop.time()
             deadline = max(deadline, now - _MAX_LAG_S) + step.duration_s / self.speed
-            await asyncio.sleep(max(0.0, deadline - now))
-            now = loop.time()
+            if deadline > now:
+                await asyncio.sleep(deadline - now)
+                now = loop.time()
+                busy_since = now
+            elif now - busy_since > _MAX_BUSY_S:
+                # behind real time: run steps back to back (handlers then send several tokens
+                # per write), but let the server breathe now and then
+                await asyncio.sleep(0)
+                busy_since = now = loop.time()
             finished = set(step.finished)
             for seq_id in step.emitted:
                 box = self._boxes.get(seq_id)
