@@ -14,30 +14,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from nemotron_operator.devcluster.binaries import find_binary
+from nemotron_operator.devcluster.binaries import ensure_binaries
 from tests.unit.chart.helm import CHART, REPO, find_helm
 
+if TYPE_CHECKING:
+    from tests.cluster.conftest import Kube
+
 pytestmark = pytest.mark.cluster
-
-KUBECONFIG = Path(os.environ.get("NEMOTRON_KUBECONFIG", REPO / ".devcluster" / "kubeconfig"))
-
-
-def _kubectl_binary() -> str | None:
-    """env KUBECTL, the devcluster's pinned kubectl, PATH."""
-    from_env = os.environ.get("KUBECTL")
-    if from_env:
-        return from_env
-    cached = find_binary("kubectl")
-    return str(cached) if cached is not None else shutil.which("kubectl")
 
 
 @dataclass(frozen=True)
@@ -53,28 +45,35 @@ class Release:
         return f"system:serviceaccount:{self.namespace}:{self.service_account}"
 
 
-def _run(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
-    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, check=False)
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-    return result
+@dataclass(frozen=True)
+class Tools:
+    helm: str
+    kubectl: str
+    kubeconfig: Path
+
+    def run(
+        self, args: list[str], *, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        result = subprocess.run(
+            args, capture_output=True, text=True, env=env, input=stdin, timeout=120, check=False
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
 
 
 @pytest.fixture(scope="module")
-def tools() -> tuple[str, str]:
-    if not KUBECONFIG.exists():
-        pytest.skip(f"no local cluster ({KUBECONFIG} missing): nemotron-operator devcluster up")
-    helm, where = find_helm()
-    kubectl = _kubectl_binary()
-    if helm is None or kubectl is None:
-        pytest.fail(f"local cluster is up but helm ({where}) or kubectl is missing")
-    return helm, kubectl
+def tools(kube: Kube) -> Tools:
+    helm, _ = find_helm()
+    if helm is None:
+        # The cluster tier builds what it needs, as the kube fixture does for kubectl.
+        helm = str(ensure_binaries(["helm"])["helm"])
+    return Tools(helm=helm, kubectl=str(kube.kubectl_path), kubeconfig=kube.kubeconfig)
 
 
 @pytest.fixture(scope="module")
-def release(tools: tuple[str, str]) -> Iterator[Release]:
-    helm, kubectl = tools
+def release(tools: Tools) -> Iterator[Release]:
     suffix = uuid.uuid4().hex[:6]
     rel = Release(
         name=f"chart-{suffix}",
@@ -84,11 +83,11 @@ def release(tools: tuple[str, str]) -> Iterator[Release]:
         service_account=f"chart-{suffix}-nemotron-operator",
     )
     for ns in (rel.watched, rel.other):
-        _run([kubectl, "create", "namespace", ns])
+        tools.run([tools.kubectl, "create", "namespace", ns])
     try:
-        _run(
+        tools.run(
             [
-                helm,
+                tools.helm,
                 "install",
                 rel.name,
                 str(CHART),
@@ -104,35 +103,44 @@ def release(tools: tuple[str, str]) -> Iterator[Release]:
         )
         yield rel
     finally:
-        _run([helm, "uninstall", rel.name, "--namespace", rel.namespace], check=False)
+        tools.run([tools.helm, "uninstall", rel.name, "--namespace", rel.namespace], check=False)
         for ns in (rel.namespace, rel.watched, rel.other):
-            _run([kubectl, "delete", "namespace", ns, "--wait=false"], check=False)
+            tools.run([tools.kubectl, "delete", "namespace", ns, "--wait=false"], check=False)
 
 
-def _can(
-    tools: tuple[str, str], rel: Release, verb: str, resource: str, namespace: str | None
-) -> bool:
-    _, kubectl = tools
-    args = [kubectl, "auth", "can-i", verb, resource, f"--as={rel.subject}"]
+def _can(tools: Tools, rel: Release, verb: str, resource: str, namespace: str | None) -> bool:
+    args = [tools.kubectl, "auth", "can-i", verb, resource, f"--as={rel.subject}"]
     args += ["--namespace", namespace] if namespace else ["--all-namespaces"]
-    result = _run(args, check=False)
+    result = tools.run(args, check=False)
     answer = result.stdout.strip()
     # can-i exits 1 for "no"; anything but a yes/no answer is an error of the test itself.
     assert answer in {"yes", "no"}, result.stderr
     return answer == "yes"
 
 
-def test_objects_exist(tools: tuple[str, str], release: Release) -> None:
-    _, kubectl = tools
+def test_objects_exist(tools: Tools, release: Release) -> None:
     full = f"{release.name}-nemotron-operator"
-    _run([kubectl, "-n", release.namespace, "get", "serviceaccount", release.service_account])
-    _run([kubectl, "-n", release.namespace, "get", "deployment", full])
-    _run([kubectl, "-n", release.namespace, "get", "role,rolebinding", f"{full}-leader-election"])
-    _run([kubectl, "-n", release.watched, "get", "rolebinding", full])
-    _run([kubectl, "get", "clusterrole", full, f"{full}-discovery"])
-    _run([kubectl, "get", "crd", "nemotrondeployments.serving.nemotron.dev"])
+    tools.run(
+        [tools.kubectl, "-n", release.namespace, "get", "serviceaccount", release.service_account]
+    )
+    tools.run([tools.kubectl, "-n", release.namespace, "get", "deployment", full])
+    tools.run(
+        [
+            tools.kubectl,
+            "-n",
+            release.namespace,
+            "get",
+            "role,rolebinding",
+            f"{full}-leader-election",
+        ]
+    )
+    tools.run([tools.kubectl, "-n", release.watched, "get", "rolebinding", full])
+    tools.run([tools.kubectl, "get", "clusterrole", full, f"{full}-discovery"])
+    tools.run([tools.kubectl, "get", "crd", "nemotrondeployments.serving.nemotron.dev"])
     deployment = json.loads(
-        _run([kubectl, "-n", release.namespace, "get", "deployment", full, "-o", "json"]).stdout
+        tools.run(
+            [tools.kubectl, "-n", release.namespace, "get", "deployment", full, "-o", "json"]
+        ).stdout
     )
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == release.service_account
 
@@ -176,15 +184,13 @@ DENIED_IN_WATCHED = [
 
 
 @pytest.mark.parametrize(("verb", "resource"), ALLOWED_IN_WATCHED)
-def test_can_in_watched_namespace(
-    tools: tuple[str, str], release: Release, verb: str, resource: str
-) -> None:
+def test_can_in_watched_namespace(tools: Tools, release: Release, verb: str, resource: str) -> None:
     assert _can(tools, release, verb, resource, release.watched)
 
 
 @pytest.mark.parametrize(("verb", "resource"), DENIED_IN_WATCHED)
 def test_cannot_in_watched_namespace(
-    tools: tuple[str, str], release: Release, verb: str, resource: str
+    tools: Tools, release: Release, verb: str, resource: str
 ) -> None:
     assert not _can(tools, release, verb, resource, release.watched)
 
@@ -199,7 +205,7 @@ def test_cannot_in_watched_namespace(
     ],
 )
 def test_nothing_in_namespaces_it_does_not_serve(
-    tools: tuple[str, str], release: Release, verb: str, resource: str
+    tools: Tools, release: Release, verb: str, resource: str
 ) -> None:
     assert not _can(tools, release, verb, resource, release.other)
 
@@ -218,18 +224,16 @@ def test_nothing_in_namespaces_it_does_not_serve(
         ("create", "certificatesigningrequests.certificates.k8s.io"),
     ],
 )
-def test_cannot_cluster_wide(
-    tools: tuple[str, str], release: Release, verb: str, resource: str
-) -> None:
+def test_cannot_cluster_wide(tools: Tools, release: Release, verb: str, resource: str) -> None:
     assert not _can(tools, release, verb, resource, None)
 
 
-def test_discovery_reads_cluster_wide(tools: tuple[str, str], release: Release) -> None:
+def test_discovery_reads_cluster_wide(tools: Tools, release: Release) -> None:
     assert _can(tools, release, "watch", "customresourcedefinitions.apiextensions.k8s.io", None)
     assert _can(tools, release, "list", "namespaces", None)
 
 
-def test_lease_only_its_own(tools: tuple[str, str], release: Release) -> None:
+def test_lease_only_its_own(tools: Tools, release: Release) -> None:
     assert _can(tools, release, "create", "leases.coordination.k8s.io", release.namespace)
     assert _can(
         tools, release, "update", "leases.coordination.k8s.io/nemotron-operator", release.namespace
@@ -253,23 +257,17 @@ def _role(name: str, namespace: str, resource: str, verbs: list[str]) -> str:
     )
 
 
-def _create_as(
-    tools: tuple[str, str], release: Release, manifest: str
-) -> subprocess.CompletedProcess[str]:
-    _, kubectl = tools
-    env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
-    return subprocess.run(
-        [kubectl, "create", "--dry-run=server", f"--as={release.subject}", "-f", "-"],
-        input=manifest,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
+def _create_as(tools: Tools, release: Release, manifest: str) -> subprocess.CompletedProcess[str]:
+    """``kubectl create --dry-run=server`` as the operator: authorization, admission and the
+    RBAC escalation check run, nothing is stored."""
+    return tools.run(
+        [tools.kubectl, "create", "--dry-run=server", f"--as={release.subject}", "-f", "-"],
         check=False,
+        stdin=manifest,
     )
 
 
-def test_can_create_the_router_role(tools: tuple[str, str], release: Release) -> None:
+def test_can_create_the_router_role(tools: Tools, release: Release) -> None:
     """The per-CR router Role (pods get/list/watch) is within what the operator holds."""
     result = _create_as(
         tools, release, _role("router-probe", release.watched, "pods", ["get", "list", "watch"])
@@ -277,7 +275,7 @@ def test_can_create_the_router_role(tools: tuple[str, str], release: Release) ->
     assert result.returncode == 0, result.stderr
 
 
-def test_cannot_escalate_through_a_role(tools: tuple[str, str], release: Release) -> None:
+def test_cannot_escalate_through_a_role(tools: Tools, release: Release) -> None:
     """Creating Roles does not let the operator grant itself more: a Role listing Secrets is
     refused by the apiserver's escalation check."""
     result = _create_as(
@@ -290,13 +288,10 @@ def test_cannot_escalate_through_a_role(tools: tuple[str, str], release: Release
 @pytest.mark.parametrize(
     "example", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name
 )
-def test_examples_pass_the_real_crd(
-    tools: tuple[str, str], release: Release, example: Path
-) -> None:
+def test_examples_pass_the_real_crd(tools: Tools, release: Release, example: Path) -> None:
     """Server-side dry run: the CRD's OpenAPI schema and CEL rules accept every example."""
-    _, kubectl = tools
-    result = _run(
-        [kubectl, "apply", "--dry-run=server", "-n", release.watched, "-f", str(example)],
+    result = tools.run(
+        [tools.kubectl, "apply", "--dry-run=server", "-n", release.watched, "-f", str(example)],
         check=False,
     )
     assert result.returncode == 0, result.stderr
