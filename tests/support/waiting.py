@@ -30,7 +30,7 @@ def wait_for(
     while True:
         try:
             value = predicate()
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline, then reported
+        except Exception as exc:
             last = exc
         else:
             if value:
@@ -43,7 +43,7 @@ def wait_for(
 
 async def await_for(
     predicate: Callable[[], Awaitable[T]],
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - the same signature as wait_for
     *,
     interval: float = 0.05,
     what: str = "condition",
@@ -54,7 +54,7 @@ async def await_for(
     while True:
         try:
             value = await predicate()
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline, then reported
+        except Exception as exc:
             last = exc
         else:
             if value:
