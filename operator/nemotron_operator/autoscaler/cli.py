@@ -27,8 +27,20 @@ def _run(args: argparse.Namespace) -> int:
     started = time.process_time()
     rows = run_comparison(traces=traces, startups=startups, seed=args.seed)
     cpu = time.process_time() - started
+    print("Fluid model:\n")
     print(format_table(rows))
     print(f"\n(seed {args.seed}; {len(rows)} runs in {cpu:.1f} s of CPU)")
+    checked = [t.strip().upper() for t in args.per_request.split(",") if t.strip()]
+    checked = [t for t in traces if t in checked]
+    if checked:
+        started = time.process_time()
+        per_request = run_comparison(
+            traces=checked, startups=startups, seed=args.seed, per_request=True
+        )
+        cpu = time.process_time() - started
+        print("\nPer-request cross-check:\n")
+        print(format_table(per_request))
+        print(f"\n(seed {args.seed}; {len(per_request)} runs in {cpu:.1f} s of CPU)")
     if args.plots:
         from nemotron_operator.autoscaler.plots import plot_trace
 
@@ -63,5 +75,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--startup", default="90,300", help="engine start-up delays in seconds, comma-separated"
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the Poisson arrivals")
+    parser.add_argument(
+        "--per-request",
+        default="A2,A3",
+        help="traces to replay also request by request (empty: none; A1 is ~5M requests)",
+    )
     parser.add_argument("--plots", default="", help="directory for PNG plots (none if empty)")
     parser.set_defaults(func=_run)

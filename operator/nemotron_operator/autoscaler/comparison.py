@@ -1,6 +1,7 @@
 """The policy comparison of docs/benchmarks.md: every trace x start-up delay x policy.
 
-``run_comparison`` replays ``traces`` through ``simulator.simulate`` with the built-in policy
+``run_comparison`` replays ``traces`` through ``simulator.simulate`` (or, per request,
+``request_sim.simulate_requests``) with the built-in policy
 (``simulator.OursScaler``) and the ``baselines``, all with the same bounds (1..16 replicas,
 one replica at the start); ``format_table`` renders the rows as Markdown. ``cli`` prints it
 and ``plots`` draws the runs.
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nemotron_operator.autoscaler.baselines import KedaThreshold, KubeAIAverage
+from nemotron_operator.autoscaler.request_sim import simulate_requests
 from nemotron_operator.autoscaler.settings import PolicySettings
 from nemotron_operator.autoscaler.simulator import (
     EngineModel,
@@ -48,15 +50,21 @@ class Row:
         return self.result.gpu_hours / self.keda_gpu_hours if self.keda_gpu_hours else 0.0
 
 
-def run_comparison(*, traces: Sequence[str], startups: Sequence[float], seed: int = 1) -> list[Row]:
-    """Every combination, deterministic for ``seed`` (the same arrivals for every policy)."""
+def run_comparison(
+    *, traces: Sequence[str], startups: Sequence[float], seed: int = 1, per_request: bool = False
+) -> list[Row]:
+    """Every combination, deterministic for ``seed`` (the same arrivals for every policy).
+
+    ``per_request`` replays request by request (``request_sim``) instead of the fluid model.
+    """
+    run = simulate_requests if per_request else simulate
     rows: list[Row] = []
     for startup in startups:
         model = EngineModel(startup_s=startup)
         for name in traces:
             trace = TRACES[name]()
             results = {
-                key: simulate(
+                key: run(
                     trace=trace,
                     scalers={pool: make() for pool, _, _ in trace.pools},
                     model=model,

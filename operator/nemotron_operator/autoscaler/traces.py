@@ -16,6 +16,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 __all__ = [
     "OFF",
     "ON",
@@ -30,15 +32,41 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RequestClass:
-    """Mean sizes of one kind of request, in tokens."""
+    """One kind of request: mean sizes (tokens) and the ranges they are drawn from."""
 
     name: str
     prompt_tokens: float
     output_tokens: float
+    prompt_range: tuple[float, float] = (0.0, 0.0)
+    output_range: tuple[float, float] = (0.0, 0.0)
+    output_log_uniform: bool = False
+
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` (prompt, output) token counts from the R2 distributions."""
+        prompt = rng.uniform(*self.prompt_range, size=n)
+        lo, hi = self.output_range
+        if self.output_log_uniform:
+            output = np.exp(rng.uniform(math.log(lo), math.log(hi), size=n))
+        else:
+            output = rng.uniform(lo, hi, size=n)
+        return prompt, output
 
 
-OFF = RequestClass("reasoning-off", prompt_tokens=600.0, output_tokens=175.0)
-ON = RequestClass("reasoning-on", prompt_tokens=1100.0, output_tokens=7000.0 / math.log(8.0))
+OFF = RequestClass(
+    "reasoning-off",
+    prompt_tokens=600.0,
+    output_tokens=175.0,
+    prompt_range=(200.0, 1000.0),
+    output_range=(50.0, 300.0),
+)
+ON = RequestClass(
+    "reasoning-on",
+    prompt_tokens=1100.0,
+    output_tokens=7000.0 / math.log(8.0),
+    prompt_range=(200.0, 2000.0),
+    output_range=(1000.0, 8000.0),
+    output_log_uniform=True,
+)
 
 
 @dataclass(frozen=True)

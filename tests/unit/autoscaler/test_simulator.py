@@ -141,6 +141,7 @@ def test_cli_prints_table_and_writes_plots(
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "| A2 | 90 s | ours (queue depth) |" in out
+    assert "Per-request cross-check" in out
     assert (tmp_path / "autoscaling-a2.png").stat().st_size > 10_000
     assert (tmp_path / "autoscaling-a2-burst.png").exists()
 
@@ -170,3 +171,37 @@ def test_scale_to_zero_and_wake_in_the_fleet() -> None:
     assert 1200 <= wakes[0] <= 1205
     # the held requests waited for the start-up, not for a stabilisation window
     assert 85 <= r.wait_percentile(1.0) <= 100
+
+
+def test_per_request_replay_agrees_with_the_fluid_model() -> None:
+    from nemotron_operator.autoscaler.request_sim import simulate_requests
+
+    trace = burst_trace()
+    fluid = simulate(
+        trace=trace, scalers={"off": ours()}, model=EngineModel(), initial_replicas={"off": 1}
+    )
+    each = simulate_requests(
+        trace=trace, scalers={"off": ours()}, model=EngineModel(), initial_replicas={"off": 1}
+    )
+    pool = each.pools[0]
+    # same seeded arrival counts; every request admitted or still queued, and finished or running
+    assert pool.arrived == fluid.pools[0].arrived
+    assert sum(pool.waits.values()) + pool.queued_at_end == pool.arrived
+    assert pool.completed + pool.running_at_end == sum(pool.waits.values())
+    assert each.burst_reaction_s() == fluid.burst_reaction_s()
+    assert each.gpu_hours == pytest.approx(fluid.gpu_hours, rel=0.1)
+    assert each.wait_percentile(0.95) == pytest.approx(fluid.wait_percentile(0.95), abs=5)
+
+
+def test_request_sizes_follow_r2() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    prompt, output = ON.sample(rng, 20_000)
+    assert prompt.min() >= 200
+    assert prompt.max() <= 2000
+    assert output.min() >= 1000
+    assert output.max() <= 8000
+    assert output.mean() == pytest.approx(ON.output_tokens, rel=0.03)
+    _, off_out = OFF.sample(rng, 20_000)
+    assert off_out.mean() == pytest.approx(OFF.output_tokens, rel=0.03)
