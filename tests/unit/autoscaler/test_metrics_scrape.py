@@ -167,3 +167,48 @@ def test_parses_what_the_router_and_the_engine_emulator_expose() -> None:
     engine.set_load(running=5, waiting=2, kv_usage=0.3)
     got = engine_sample(engine.render().decode())
     assert (got.waiting, got.running) == (2.0, 5.0)
+
+
+async def test_loop_over_real_metric_endpoints(serve: Serve) -> None:
+    """``autoscale_once`` with the real HTTP fetcher against loopback router/engine pods."""
+    from nemotron_operator.autoscaler.loop import autoscale_once
+    from nemotron_operator.autoscaler.settings import PolicySettings
+
+    router = await serve(router_text({"on": 30}, {"on": 20}, {"on": 100}), 200)
+    engine = await serve(ENGINE_TEXT.replace("} 3.0", "} 10.0"), 200)
+    writes: list[int] = []
+    saved: dict[str, object] = {}
+
+    class Io:
+        async def __call__(self, *, namespace: str, name: str, pool: str) -> PoolTargets:
+            return PoolTargets((router,), (engine,))
+
+        async def get_replicas(self, *, namespace: str, deployment: str) -> int:
+            return 1
+
+        async def set_replicas(self, *, namespace: str, deployment: str, replicas: int) -> None:
+            writes.append(replicas)
+
+        async def load(self, *, namespace: str, name: str, pool: str) -> None:
+            return None
+
+        async def save(self, *, namespace: str, name: str, pool: str, state: object) -> None:
+            saved[pool] = state
+
+    io = Io()
+    async with httpx.AsyncClient() as client:
+        [out] = await autoscale_once(
+            namespace="ai",
+            name="nano",
+            pools={"on": PolicySettings(min_replicas=0, max_replicas=8, slots_per_replica=7)},
+            targets=io,
+            fetch=HttpMetricsFetcher(client, timeout_s=2),
+            scaler=io,
+            store=io,
+            now=1000.0,
+        )
+    # queue 30 + 10 waiting, demand 30 + max(20, 7 + 10) = 50 -> ceil(50 / (7 + 4)) = 5
+    assert out.desired == 5
+    assert writes == [5]
+    assert out.reason.startswith("scale up")
+    assert "on" in saved
