@@ -1,25 +1,15 @@
-"""Fixtures of the cluster tier: the real local control plane, a namespace per test, kubectl.
-
-The session starts the local cluster when it is not already running and stops it at the end
-(``NEMOTRON_KEEP_CLUSTER=1`` keeps a cluster this session started). Every test here is marked
-``cluster``.
-"""
+"""The cluster tier: every test here is marked ``cluster``; fixtures come from
+``tests.support.kube`` (loaded by tests/conftest.py)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from nemotron_operator.devcluster.binaries import ensure_binaries
-from nemotron_operator.devcluster.cluster import Cluster
+from tests.support.kube import Kube
+
+__all__ = ["Kube"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -27,66 +17,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.cluster)
-
-
-@dataclass(frozen=True)
-class Kube:
-    """The running cluster: its kubeconfig, kubectl and helpers to call it."""
-
-    cluster: Cluster
-    kubectl_path: Path
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.cluster.kubeconfig_path
-
-    @property
-    def env(self) -> dict[str, str]:
-        return dict(os.environ) | {"KUBECONFIG": str(self.kubeconfig)}
-
-    def kubectl(
-        self, *args: str, check: bool = True, input: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
-            capture_output=True, text=True, input=input, timeout=60,
-        )  # fmt: skip
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
-        return proc
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", "-o", "json", *args).stdout)
-
-    def apply(
-        self, manifest: dict[str, Any] | list[dict[str, Any]], namespace: str | None = None
-    ) -> None:
-        docs = manifest if isinstance(manifest, list) else [manifest]
-        ns = ["-n", namespace] if namespace else []
-        self.kubectl(
-            "apply",
-            *ns,
-            "-f",
-            "-",
-            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
-        )
-
-
-@pytest.fixture(scope="session")
-def kube() -> Iterator[Kube]:
-    cluster = Cluster()
-    started = not cluster.is_up()
-    if started:
-        cluster.up()
-    kubectl = ensure_binaries(["kubectl"])["kubectl"]
-    yield Kube(cluster=cluster, kubectl_path=kubectl)
-    if started and os.environ.get("NEMOTRON_KEEP_CLUSTER") != "1":
-        cluster.down()
-
-
-@pytest.fixture
-def namespace(kube: Kube) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    kube.kubectl("create", "namespace", name)
-    yield name
-    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
