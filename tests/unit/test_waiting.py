@@ -15,7 +15,7 @@ def test_wait_for_returns_first_truthy_value() -> None:
 
 
 def test_wait_for_times_out_with_last_value() -> None:
-    with pytest.raises(TimeoutError, match="never true.*False"):
+    with pytest.raises(TimeoutError, match=r"never true.*False"):
         wait_for(lambda: False, timeout=0.05, interval=0.01, what="never true")
 
 
