@@ -129,8 +129,9 @@ async def autoscale_once(
     """Run the policy once for each autoscaled pool of one CR; scale where it says so.
 
     ``pools`` maps ``on``/``off`` to its settings (``settings.builtin_autoscaled_pools``).
-    A failed ``/scale`` write is reported in the outcome (and raised nowhere): the next step
-    decides again from what it then reads.
+    A pool decided less than its own ``interval_s`` ago is skipped (no outcome). A failed
+    ``/scale`` write is reported in the outcome (and raised nowhere): the next step decides
+    again from what it then reads.
     """
     outcomes: list[PoolOutcome] = []
     for pool, settings in sorted(pools.items()):
@@ -141,6 +142,11 @@ async def autoscale_once(
             log.warning("autoscaler: cannot load state of %s", deployment, exc_info=True)
             stored = None
         state = PolicyState.from_dict(stored)
+        due = settings.interval_s - min(0.5, 0.1 * settings.interval_s)  # timer jitter
+        if state.last_time is not None and 0 <= now - state.last_time < due:
+            # The timer runs at the shortest interval of the CR's pools; a pool with a longer
+            # one waits its turn (its consecutive-decision count means "per its interval").
+            continue
         try:
             current = await scaler.get_replicas(namespace=namespace, deployment=deployment)
         except Exception as exc:  # this pool holds; the other pools still get their step

@@ -196,3 +196,16 @@ async def test_one_pool_failing_does_not_stop_the_other() -> None:
     assert not by_pool["off"].scaled
     assert by_pool["on"].scaled
     assert cluster.writes == [("nano-on", by_pool["on"].desired)]
+
+
+async def test_each_pool_runs_at_its_own_interval() -> None:
+    slow = PolicySettings(min_replicas=1, max_replicas=4, interval_s=30)
+    cluster = FakeCluster({"nano-on": 1, "nano-off": 1})
+    cluster.signals["on"] = PoolSignals(engine_running=1, router_inflight=1, ready_engines=1)
+    cluster.signals["off"] = PoolSignals(engine_running=1, router_inflight=1, ready_engines=1)
+    seen: dict[str, list[float]] = {"on": [], "off": []}
+    for t in range(0, 61):
+        for out in await step(cluster, float(t), {"on": FAST, "off": slow}):
+            seen[out.pool].append(out.time)
+    assert seen["on"] == [float(t) for t in range(61)]
+    assert seen["off"] == [0.0, 30.0, 60.0]
