@@ -248,3 +248,39 @@ def test_garbage_collection_removes_dependents(kube: Kube, namespace: str) -> No
         60,
         what="the dependent ConfigMap garbage-collected",
     )
+
+
+def test_claims_of_the_default_class_are_provisioned_and_mounted(
+    kube: Kube, namespace: str
+) -> None:
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "cache"},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "10Gi"}}},
+    }
+    kube.apply(claim, namespace)
+    wait_for(
+        lambda: kube.get("pvc", "-n", namespace, "cache")["status"].get("phase") == "Bound",
+        30,
+        what="the claim Bound by the default class",
+    )
+    container = _server_container(9004, gpus=None)
+    container["volumeMounts"] = [{"name": "cache", "mountPath": "/models-test"}]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "pvc-user", "labels": {"app": "pvc-user"}},
+        "spec": {
+            "containers": [container],
+            "volumes": [{"name": "cache", "persistentVolumeClaim": {"claimName": "cache"}}],
+            "terminationGracePeriodSeconds": 1,
+        },
+    }
+    claim_dir = kube.cluster.state / "pvcs" / namespace / "cache"
+    kube.apply(pod, namespace)
+    ip = wait_for(lambda: _ready_pods(kube, namespace, "app=pvc-user"), 60, what="the pod Ready")[
+        0
+    ]["status"]["podIP"]
+    (claim_dir / "weights.txt").write_text("bf16")
+    assert _http(f"http://{ip}:9004/file?path=/models-test/weights.txt") == "bf16"

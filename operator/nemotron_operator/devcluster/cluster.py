@@ -34,6 +34,7 @@ from nemotron_operator.devcluster.manifests import (
     kwok_config,
 )
 from nemotron_operator.devcluster.pki import Pki, make_pki
+from nemotron_operator.devcluster.provisioner import storage_class
 
 __all__ = ["Cluster", "Ports", "default_state_dir"]
 
@@ -169,6 +170,7 @@ class Cluster:
         )
         self._ensure_process("kube-scheduler", self._scheduler_argv(bins["kube-scheduler"]))
         self._apply_nodes(bins["kubectl"], options)
+        self._apply_storage_class(bins["kubectl"])
         (self.state / "kwok.yaml").write_text(
             kwok_config(server_address=f"127.0.0.1:{self.ports.kwok}")
         )
@@ -343,6 +345,14 @@ class Cluster:
                 ],
                 f"setting the capacity of node {name}",
             )
+
+    def _apply_storage_class(self, kubectl: Path) -> None:
+        manifest = self.state / "storageclass.json"
+        manifest.write_text(json.dumps(storage_class()))
+        self._kubectl(
+            [str(kubectl), f"--kubeconfig={self.kubeconfig_path}", "apply", "-f", str(manifest)],
+            "creating the default StorageClass",
+        )
 
     @staticmethod
     def _kubectl(argv: list[str], what: str) -> None:

@@ -32,6 +32,7 @@ import httpx
 
 from nemotron_operator.devcluster import processes
 from nemotron_operator.devcluster.podspec import ContainerPlan, plan_container
+from nemotron_operator.devcluster.provisioner import provision_forever
 
 __all__ = ["PodRunner", "run_forever"]
 
@@ -584,8 +585,10 @@ def run_forever(state: Path) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         watcher = asyncio.ensure_future(runner.watch())
+        provisioner = asyncio.ensure_future(provision_forever(runner.client))
         await stop.wait()
         watcher.cancel()
+        provisioner.cancel()
         await runner.shutdown()
 
     asyncio.run(main())
