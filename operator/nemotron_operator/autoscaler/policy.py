@@ -221,7 +221,7 @@ def decide(
         need_up = math.ceil((lam_up + queue / s.backlog_drain_s) / mu)
         need_down = max(
             math.ceil(lam / (mu * s.scale_down_utilization)),
-            math.ceil(demand / s.slots_per_replica),
+            math.ceil(demand / c),  # never fewer slots than requests in flight
         )
         sizing = f"arrivals {lam_up:.1f}/s, {mu:.2f}/s per replica, queue {queue:g}"
     else:
