@@ -152,7 +152,7 @@ def _rates(
 
 
 def _window(
-    recs: tuple[tuple[float, int], ...], now: float, seconds: float, value: int
+    recs: tuple[tuple[float, int], ...], *, now: float, seconds: float, value: int
 ) -> tuple[tuple[float, int], ...]:
     kept = tuple((t, r) for t, r in recs if now - t < seconds)
     return (*kept, (now, value))
@@ -235,7 +235,9 @@ def decide(
 
     def remember_high(st: PolicyState, replicas: int) -> PolicyState:
         # A scale-up is a recommendation too: the down window starts again from it.
-        recs = _window(st.down_recommendations, now, s.scale_down_stabilization_s, replicas)
+        recs = _window(
+            st.down_recommendations, now=now, seconds=s.scale_down_stabilization_s, value=replicas
+        )
         return replace(st, down_recommendations=recs, down_streak=0)
 
     if current == 0:
@@ -247,7 +249,9 @@ def decide(
         return done(0, "idle at zero", base)
 
     # Up: immediate, or the least recommendation over the up window once it covers the window.
-    up_recs = _window(base.up_recommendations, now, s.scale_up_stabilization_s, need_up)
+    up_recs = _window(
+        base.up_recommendations, now=now, seconds=s.scale_up_stabilization_s, value=need_up
+    )
     base = replace(base, up_recommendations=up_recs if s.scale_up_stabilization_s > 0 else ())
     up_target = need_up
     if s.scale_up_stabilization_s > 0:
@@ -272,7 +276,9 @@ def decide(
     # Down: slow, several decisions in a row, the largest recommendation over the window.
     floor = max(s.min_replicas, 1)
     rec = min(max(need_down, floor), s.max_replicas)
-    down_recs = _window(base.down_recommendations, now, s.scale_down_stabilization_s, rec)
+    down_recs = _window(
+        base.down_recommendations, now=now, seconds=s.scale_down_stabilization_s, value=rec
+    )
     stable = max(r for _, r in down_recs)
     base = replace(base, down_recommendations=down_recs)
     if stable >= current:

@@ -57,7 +57,7 @@ def _step_time(model: EngineModel, engine: _Engine) -> float:
     return model.step_base_s + model.step_per_seq_s * b + model.step_per_kv_token_s * engine.kv
 
 
-def _serve(pool: _Pool, engine: _Engine, now: float, model: EngineModel) -> None:
+def _serve(pool: _Pool, engine: _Engine, *, now: float, model: EngineModel) -> None:
     if not engine.running:
         return
     engine.steps_done += 1.0 / _step_time(model, engine)
@@ -83,7 +83,7 @@ def _admit(pool: _Pool, now: float, model: EngineModel) -> None:
         res.waits[wait] = res.waits.get(wait, 0.0) + 1.0
 
 
-def _scale(pool: _Pool, desired: int, now: float, model: EngineModel) -> None:
+def _scale(pool: _Pool, desired: int, *, now: float, model: EngineModel) -> None:
     while pool.current < desired:
         pool.starting.append(now + model.startup_s)
     while pool.current > desired:
@@ -96,7 +96,7 @@ def _scale(pool: _Pool, desired: int, now: float, model: EngineModel) -> None:
 
 
 def _tick(
-    pool: _Pool, now: float, model: EngineModel, rng: np.random.Generator, sample_s: int
+    pool: _Pool, now: float, *, model: EngineModel, rng: np.random.Generator, sample_s: int
 ) -> None:
     res = pool.result
     if pool.starting and min(pool.starting) <= now:
@@ -111,9 +111,9 @@ def _tick(
         pool.queue.extend((now, float(s), float(k)) for s, k in zip(steps, kv, strict=True))
     _admit(pool, now, model)
     for engine in pool.ready:
-        _serve(pool, engine, now, model)
+        _serve(pool, engine, now=now, model=model)
     for engine in pool.draining:
-        _serve(pool, engine, now, model)
+        _serve(pool, engine, now=now, model=model)
     pool.draining = [e for e in pool.draining if e.running]
     res.gpu_seconds += pool.current + len(pool.draining)
     scaler = pool.scaler
@@ -134,7 +134,7 @@ def _tick(
         if desired != current:
             res.scale_events += 1
             res.decisions.append((now, current, desired))
-            _scale(pool, desired, now, model)
+            _scale(pool, desired, now=now, model=model)
     if int(now) % sample_s == 0:
         res.series_t.append(now)
         res.series_replicas.append(pool.current)
@@ -169,7 +169,7 @@ def simulate_requests(
     sizes = np.random.default_rng(seed + 1_000_003)
     for t in range(trace.duration_s):
         for pool in pools:
-            _tick(pool, float(t), model, sizes, sample_s)
+            _tick(pool, float(t), model=model, rng=sizes, sample_s=sample_s)
     for pool in pools:
         pool.result.queued_at_end = float(len(pool.queue))
         pool.result.running_at_end = float(

@@ -207,7 +207,7 @@ class _PoolSim:
 
 
 def _serve(
-    running: float, replicas: int, model: EngineModel, rc: RequestClass
+    running: float, replicas: int, *, model: EngineModel, rc: RequestClass
 ) -> tuple[float, float]:
     """Completions over 1 s of ``running`` requests spread over ``replicas``; and their time."""
     if running <= 0 or replicas <= 0:
@@ -217,7 +217,7 @@ def _serve(
     return running * (1.0 - math.exp(-1.0 / service_s)), service_s
 
 
-def _scale(pool: _PoolSim, desired: int, now: float, model: EngineModel) -> None:
+def _scale(pool: _PoolSim, desired: int, *, now: float, model: EngineModel) -> None:
     while pool.current < desired:
         pool.starting.append(_Pod(ready_at=now + model.startup_s))
     while pool.current > desired:
@@ -250,7 +250,7 @@ def simulate(
     for t in range(trace.duration_s):
         now = float(t)
         for pool in pools:
-            _tick(pool, now, model, sample_s)
+            _tick(pool, now, model=model, sample_s=sample_s)
     for pool in pools:
         pool.result.queued_at_end = pool.queued
         pool.result.running_at_end = pool.running + sum(pool.draining)
@@ -264,7 +264,7 @@ def simulate(
     )
 
 
-def _tick(pool: _PoolSim, now: float, model: EngineModel, sample_s: int) -> None:
+def _tick(pool: _PoolSim, now: float, *, model: EngineModel, sample_s: int) -> None:
     rc, res = pool.rc, pool.result
     # Pods whose start-up is over join the pool.
     if pool.starting and pool.starting[0].ready_at <= now:
@@ -290,13 +290,13 @@ def _tick(pool: _PoolSim, now: float, model: EngineModel, sample_s: int) -> None
         if cohort[1] <= 1e-9:
             pool.queue.popleft()
     # One second of service on ready and draining pods.
-    done, service_s = _serve(pool.running, pool.ready, model, rc)
+    done, service_s = _serve(pool.running, pool.ready, model=model, rc=rc)
     pool.running -= done
     res.completed += done
     res.served_steps_time += done * service_s
     kept: list[float] = []
     for share in pool.draining:
-        d, s = _serve(share, 1, model, rc)
+        d, s = _serve(share, 1, model=model, rc=rc)
         res.completed += d
         res.served_steps_time += d * s
         if share - d >= 0.5:
@@ -321,7 +321,7 @@ def _tick(pool: _PoolSim, now: float, model: EngineModel, sample_s: int) -> None
         if desired != current:
             res.scale_events += 1
             res.decisions.append((now, current, desired))
-            _scale(pool, desired, now, model)
+            _scale(pool, desired, now=now, model=model)
     if int(now) % sample_s == 0:
         res.series_t.append(now)
         res.series_replicas.append(pool.current)
