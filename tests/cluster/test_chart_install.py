@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,8 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import yaml
 
 from nemotron_operator.devcluster.binaries import ensure_binaries
+from tests.support.waiting import wait_for
 from tests.unit.chart.helm import CHART, REPO, find_helm
 
 if TYPE_CHECKING:
@@ -295,3 +300,132 @@ def test_examples_pass_the_real_crd(tools: Tools, release: Release, example: Pat
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- the operator with exactly the chart's RBAC ------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _token_kubeconfig(tools: Tools, release: Release, path: Path) -> Path:
+    """A kubeconfig for the local apiserver whose only credential is a token of the chart's
+    ServiceAccount, so every request the operator makes is authorized as that account."""
+    token = tools.run(
+        [tools.kubectl, "-n", release.namespace, "create", "token", release.service_account]
+    ).stdout.strip()
+    admin = yaml.safe_load(tools.kubeconfig.read_text(encoding="utf-8"))
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    cluster = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [
+            {"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}
+        ],
+        "current-context": "operator",
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def _get_json(tools: Tools, *args: str) -> dict[str, object]:
+    result: dict[str, object] = json.loads(
+        tools.run([tools.kubectl, "get", "-o", "json", *args]).stdout
+    )
+    return result
+
+
+def test_operator_reconciles_with_only_the_charts_rbac(
+    tools: Tools, release: Release, tmp_path: Path
+) -> None:
+    """`nemotron-operator run` with the chart's flags, authenticated as the chart's
+    ServiceAccount: it takes its Lease, reconciles a CR (server-side apply of every child, the
+    router's Role and RoleBinding, status) and is refused nothing. (The end-to-end test runs the
+    same command in a pod through the pod runner; this one isolates RBAC.) Another operator
+    serving the whole cluster may build the children first; this one still applies each of
+    them, so its log is what is checked."""
+    kubeconfig = _token_kubeconfig(tools, release, tmp_path / "operator-kubeconfig")
+    whoami = tools.run([tools.kubectl, f"--kubeconfig={kubeconfig}", "auth", "whoami"]).stdout
+    assert release.subject in whoami
+    log_path = tmp_path / "operator.log"
+    identity = f"chart-rbac-{release.name}"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAME": identity}
+    args = [
+        sys.executable, "-m", "nemotron_operator", "run", "--verbose",
+        f"--namespace={release.watched}", f"--lease-namespace={release.namespace}",
+        "--lease-name=nemotron-operator", "--bind-host=127.0.0.1",
+        f"--health-port={_free_port()}", f"--metrics-port={_free_port()}",
+    ]  # fmt: skip
+    with log_path.open("w", encoding="utf-8") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def log_text() -> str:
+        return log_path.read_text(encoding="utf-8", errors="replace")
+
+    try:
+
+        def holder() -> bool:
+            assert proc.poll() is None, f"operator exited:\n{log_text()[-3000:]}"
+            lease = json.loads(
+                tools.run(
+                    [tools.kubectl, "-n", release.namespace, "get", "lease", "nemotron-operator",
+                     "-o", "json"],
+                    check=False,
+                ).stdout or "{}"
+            )  # fmt: skip
+            return bool(lease.get("spec", {}).get("holderIdentity") == identity)
+
+        wait_for(holder, 90, interval=0.5, what="the operator holding its Lease")
+        tools.run(
+            [
+                tools.kubectl,
+                "-n",
+                release.watched,
+                "apply",
+                "-f",
+                str(REPO / "examples/nano-4b.yaml"),
+            ]
+        )
+
+        def children() -> dict[str, list[str]] | None:
+            listing = _get_json(
+                tools, "-n", release.watched, "deploy,svc,cm,pdb,pvc,sa,role,rolebinding",
+                "-l", "serving.nemotron.dev/deployment=nano-4b",
+            )  # fmt: skip
+            kinds: dict[str, list[str]] = {}
+            for item in listing["items"]:  # type: ignore[attr-defined]
+                kinds.setdefault(item["kind"], []).append(item["metadata"]["name"])
+            wanted = {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget",
+                      "PersistentVolumeClaim", "ServiceAccount", "Role", "RoleBinding"}  # fmt: skip
+            return kinds if wanted <= set(kinds) else None
+
+        kinds = wait_for(children, 90, interval=1.0, what="the CR's children")
+        assert sorted(kinds["Deployment"]) == ["nano-4b", "nano-4b-off", "nano-4b-on"]
+        # This operator's own reconcile of the CR finished (debug line of controller.handlers).
+        wait_for(lambda: "reconciled:" in log_text(), 90, interval=0.5, what="a reconcile")
+        cr = _get_json(tools, "-n", release.watched, "nemotrondeployment", "nano-4b")
+        status = cr.get("status") or {}
+        assert str(status.get("endpoint", "")).startswith(  # type: ignore[union-attr]
+            f"http://nano-4b.{release.watched}.svc"
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        tools.run(
+            [tools.kubectl, "-n", release.watched, "delete", "nemotrondeployment", "nano-4b",
+             "--wait=false"],
+            check=False,
+        )  # fmt: skip
+    refused = [line for line in log_text().splitlines() if re.search(r"\b403\b|[Ff]orbidden", line)]
+    assert not refused, "the operator was refused:\n" + "\n".join(refused[:20])
