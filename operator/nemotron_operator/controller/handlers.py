@@ -104,9 +104,12 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # A private registry has none of kopf's default login handlers: use the kubernetes
-        # client's loaders (in-cluster, else $KUBECONFIG), as kube.client does.
-        info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
+        # A private registry has none of kopf's default login handlers. kopf's own readers
+        # (in-cluster, else $KUBECONFIG read now): the kubernetes client's loader fixes its
+        # default path when imported, before ``controller.cli`` sets $KUBECONFIG from a flag.
+        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
+            **kwargs
+        ) or kopf.login_with_kubeconfig(**kwargs)
         return info
 
     @kopf.on.startup(registry=registry)
