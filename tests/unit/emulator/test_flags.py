@@ -85,6 +85,13 @@ def test_defaults_follow_vllm() -> None:
     assert flags.shutdown_timeout == 0
 
 
+def test_batch_defaults_follow_the_gpu_memory_like_vllm() -> None:
+    small = engine_flags(_parse(["m"]), gpu_memory_gib=48)
+    assert (small.max_num_seqs, small.max_num_batched_tokens) == (256, 2048)
+    big = engine_flags(_parse(["m"]), gpu_memory_gib=141)
+    assert (big.max_num_seqs, big.max_num_batched_tokens) == (1024, 8192)
+
+
 def test_unknown_flag_exits_2() -> None:
     parser = argparse.ArgumentParser(prog="vllm serve")
     add_vllm_flags(parser)

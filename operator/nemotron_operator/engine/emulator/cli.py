@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     try:
-        flags = engine_flags(args)
         env = emulator_env()
+        flags = engine_flags(args, gpu_memory_gib=env.gpu_memory_gib)
         plugins = load_plugins(flags)
     except (ValueError, StartupError) as exc:
         print(f"emulate-engine: error: {exc}", file=sys.stderr)

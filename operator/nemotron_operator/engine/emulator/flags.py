@@ -30,9 +30,12 @@ __all__ = [
 
 # The context length in the models' config.json (both Nano models): vLLM's default.
 DEFAULT_MAX_MODEL_LEN = 131072
-# vLLM's defaults for the OpenAI server on a GPU with >= 70 GiB (H100): see docs/emulator.md.
+# vLLM's defaults for the OpenAI server (EngineArgs.get_batch_defaults): 1024 sequences and
+# 8192 batched tokens on a GPU with >= 70 GiB that is not an A100 (H100, H200), else 256 / 2048.
 DEFAULT_MAX_NUM_SEQS = 1024
 DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
+_SMALL_GPU_MAX_NUM_SEQS = 256
+_SMALL_GPU_MAX_NUM_BATCHED_TOKENS = 2048
 
 _HUMAN_INT = re.compile(r"^(\d+(?:\.\d+)?)([kKmMgG]?)$")
 _SUFFIX = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2, "g": 1000**3, "G": 1024**3}
@@ -123,8 +126,9 @@ class EngineFlags:
     api_keys: tuple[str, ...]
 
 
-def engine_flags(args: argparse.Namespace) -> EngineFlags:
-    """Check the parsed flags as vLLM does at start-up; raise ``ValueError`` with vLLM's reason."""
+def engine_flags(args: argparse.Namespace, *, gpu_memory_gib: float = 80.0) -> EngineFlags:
+    """Check the parsed flags as vLLM does at start-up; raise ``ValueError`` with vLLM's reason.
+    The batch defaults depend on the (emulated) GPU's memory, as vLLM's do."""
     model = args.model_tag or args.model
     if not model:
         raise ValueError("no model given: vllm serve <model> [options]")
@@ -136,9 +140,15 @@ def engine_flags(args: argparse.Namespace) -> EngineFlags:
         raise ValueError("--gpu-memory-utilization must be in (0, 1]")
     if args.tensor_parallel_size < 1:
         raise ValueError("--tensor-parallel-size must be at least 1")
-    max_num_seqs = args.max_num_seqs or DEFAULT_MAX_NUM_SEQS
+    big_gpu = gpu_memory_gib >= 70
+    default_seqs = DEFAULT_MAX_NUM_SEQS if big_gpu else _SMALL_GPU_MAX_NUM_SEQS
+    default_batched = (
+        DEFAULT_MAX_NUM_BATCHED_TOKENS if big_gpu else _SMALL_GPU_MAX_NUM_BATCHED_TOKENS
+    )
+    max_num_seqs = args.max_num_seqs or default_seqs
     max_model_len = args.max_model_len or DEFAULT_MAX_MODEL_LEN
-    batched = args.max_num_batched_tokens or max(DEFAULT_MAX_NUM_BATCHED_TOKENS, max_num_seqs)
+    # an unset token budget grows to fit a larger --max-num-seqs instead of refusing to start
+    batched = args.max_num_batched_tokens or max(default_batched, max_num_seqs)
     if max_num_seqs < 1 or max_model_len < 1:
         raise ValueError("--max-num-seqs and --max-model-len must be positive")
     if batched < max_num_seqs:
