@@ -236,6 +236,14 @@ def run_level(
         "model_p50": statistics.median(model_durations) if ok else None,
         "slowdown": slowdown,
         "ttft_p50": statistics.median([r["ttft"] for r in ok]) if ok else None,
+        "model_ttft_p50": statistics.median(
+            [
+                (m.first_token_at - (r["start"] - t0)) / args.speed
+                for m, r in zip(modeled, ok, strict=True)
+            ]
+        )
+        if ok
+        else None,
         "emulator_cpu_pct": 100 * emulator_cpu / wall,
         "emulator_runqueue_wait_pct": 100 * emulator_wait / wall,
         "client_cpu_pct": 100 * out["client_cpu"] / out["wall"],
