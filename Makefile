@@ -16,6 +16,7 @@ check: venv
 	$(PY) -m ruff format --check operator tests
 	$(PY) -m ruff check operator tests
 	$(PY) -m mypy
+	$(PY) -m mypy --strict scripts/demo.py
 	$(VENV)/bin/lint-imports
 
 fmt: venv
@@ -36,7 +37,7 @@ test: venv
 	scripts/test
 
 demo: venv
-	$(PY) -m nemotron_operator.demo
+	$(PY) scripts/demo.py
 
 demo-down: venv
 	$(PY) -m nemotron_operator devcluster down
