@@ -183,6 +183,7 @@ def test_command_is_the_run_subcommand(default: list[dict[str, Any]]) -> None:
     assert parsed.no_leader_election is False
     assert parsed.health_port == 8081
     assert parsed.metrics_port == 9090
+    assert parsed.cluster_domain == "cluster.local"
 
 
 def test_unknown_flags_would_be_caught() -> None:
