@@ -475,3 +475,31 @@ def test_notes_follow_the_values(tmp_path: Path) -> None:
     assert "in: ai, team-b." in notes
     assert "2 replicas: the holder of Lease nemotron-system/nemotron-operator reconciles" in notes
     assert "PodMonitor (routers)" in notes
+
+
+def test_bring_your_own_service_account_and_rbac() -> None:
+    manifests = render(
+        {"rbac.create": "false", "serviceAccount.create": "false", "serviceAccount.name": "byo"}
+    )
+    kinds = {m["kind"] for m in manifests}
+    assert not kinds & {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    }
+    pod = _one(manifests, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "byo"
+
+
+def test_service_monitor_needs_the_metrics_service() -> None:
+    result = helm(
+        [
+            "template", "x", str(CHART), *KUBE_VERSION_ARGS,
+            *set_args({"metrics.serviceMonitor.enabled": "true", "metrics.service.enabled": "false"}),
+        ],
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "metrics.serviceMonitor.enabled needs metrics.service.enabled" in result.stderr
