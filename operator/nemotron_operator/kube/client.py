@@ -146,7 +146,9 @@ class KubeClient:
             # In-cluster tokens are projected and rotate; the hook re-reads the file.
             self._cfg.refresh_api_key_hook(self._cfg)
         headers = {"Accept": "application/json"}
-        token = self._cfg.get_api_key_with_prefix("authorization")
+        # The kubernetes package's loaders (in-cluster and kubeconfig) store the token, "Bearer"
+        # prefix included, as BearerToken; "authorization" is what hand-made configs use.
+        token = self._cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token:
             headers["Authorization"] = token
         if content_type is not None:
