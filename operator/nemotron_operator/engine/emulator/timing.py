@@ -99,6 +99,7 @@ class BatchModel:
         self.params = params
         self._waiting: deque[_Seq] = deque()
         self._running: dict[int, _Seq] = {}
+        self._known: set[int] = set()  # ids waiting or running
         self._reserved = 0
 
     @property
@@ -131,12 +132,16 @@ class BatchModel:
             raise ValueError("a sequence needs at least one prompt and one output token")
         if prompt_tokens + output_tokens > self.params.kv_capacity_tokens:
             raise ValueError("sequence longer than the KV cache")
-        if seq_id in self._running or any(s.seq_id == seq_id for s in self._waiting):
+        if seq_id in self._known:
             raise ValueError(f"sequence {seq_id} already submitted")
+        self._known.add(seq_id)
         self._waiting.append(_Seq(seq_id, prompt_tokens, output_tokens))
 
     def cancel(self, seq_id: int) -> None:
         """Drop a sequence (its client went away), wherever it is; unknown ids are ignored."""
+        if seq_id not in self._known:
+            return
+        self._known.discard(seq_id)
         seq = self._running.pop(seq_id, None)
         if seq is not None:
             self._reserved -= seq.reserved
@@ -189,6 +194,7 @@ class BatchModel:
         ]
         for seq_id in finished:
             self._reserved -= self._running.pop(seq_id).reserved
+            self._known.discard(seq_id)
         duration = (
             p.decode_step_seconds
             + p.decode_seconds_per_seq * len(emitted)
