@@ -129,7 +129,7 @@ def _build_group(programs: list[Program], progress: Progress) -> None:
     first = programs[0]
     out_dir = cache_root() / "bin" / first.cache_key
     out_dir.mkdir(parents=True, exist_ok=True)
-    ldflags = "-s -w"
+    ldflags = " ".join(["-s", "-w", *(f"-X {var}={value}" for var, value in first.link_vars)])
     names = ", ".join(p.name for p in programs)
     progress(f"building {names} {first.version} with {_run(['go', 'env', 'GOVERSION']).strip()}")
     if first.needs_pinning_module:

@@ -24,13 +24,32 @@ class Program:
     # which ``go install pkg@version`` refuses: such programs build from a pinning module whose
     # own replace lines map each sibling to its published version.
     needs_pinning_module: bool = False
+    # ``-X`` link flags (package.variable -> value), e.g. the version a binary reports.
+    link_vars: tuple[tuple[str, str], ...] = ()
+    # Bumped when the build of the same version changes (flags), so caches are not reused.
+    revision: int = 1
 
     @property
     def cache_key(self) -> str:
-        return f"{self.group}-{self.version}"
+        suffix = f"-r{self.revision}" if self.revision > 1 else ""
+        return f"{self.group}-{self.version}{suffix}"
 
 
 KUBERNETES_VERSION = "v1.36.3"
+
+# What Kubernetes' own build stamps into its binaries; without it they report v0.0.0-master,
+# which tools that check the server version (helm's kubeVersion, kubectl version) reject.
+_K8S_VERSION_VARS = tuple(
+    (f"{pkg}.{var}", value)
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+    for var, value in (
+        ("gitVersion", KUBERNETES_VERSION),
+        ("gitMajor", KUBERNETES_VERSION[1:].split(".")[0]),
+        ("gitMinor", KUBERNETES_VERSION[1:].split(".")[1]),
+        ("gitTreeState", "clean"),
+        ("buildDate", "1970-01-01T00:00:00Z"),
+    )
+)
 
 PROGRAMS: dict[str, Program] = {
     name: Program(
@@ -40,6 +59,8 @@ PROGRAMS: dict[str, Program] = {
         version=KUBERNETES_VERSION,
         package=f"k8s.io/kubernetes/cmd/{name}",
         needs_pinning_module=True,
+        link_vars=_K8S_VERSION_VARS,
+        revision=2,
     )
     for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 }
