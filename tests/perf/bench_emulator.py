@@ -214,8 +214,13 @@ def run_level(
     model_durations = [
         (m.finished_at - (r["start"] - t0)) / args.speed for m, r in zip(modeled, ok, strict=True)
     ]
-    model_peak = _peak_overlap(
-        [(r["start"], r["start"] + d) for r, d in zip(ok, model_durations, strict=True)]
+    # streams alive at once, capped by what the batch and the KV cache admit
+    model_peak = min(
+        _peak_overlap(
+            [(r["start"], r["start"] + d) for r, d in zip(ok, model_durations, strict=True)]
+        ),
+        params.max_num_seqs,
+        params.kv_capacity_tokens // (prompt + args.max_tokens),
     )
     durations = [r["duration"] for r in ok]
     tokens = len(ok) * args.max_tokens  # exact: ignore_eos
