@@ -162,6 +162,8 @@ def test_pod_runner_runs_the_process_with_mounts_and_stops_it(kube: Kube, namesp
     assert _http(f"http://{ip}:9002/file?path=/etc/podserver-test/greeting") == "hello"
     assert _http(f"http://{ip}:9002/env?name=MY_NAMESPACE") == namespace
     assert _process_runs(pid)
+    logs = kube.kubectl("logs", "-n", namespace, "runner").stdout
+    assert f"podserver serving on {ip}:9002" in logs
 
     kube.kubectl("delete", "pod", "-n", namespace, "runner", "--wait=false")
     wait_for(lambda: not _process_runs(pid), 30, what="the pod's process to stop")

@@ -70,6 +70,7 @@ def _api_status(path: str) -> int:
 def main() -> None:
     port = int(sys.argv[1])
     server = http.server.ThreadingHTTPServer((os.environ["POD_IP"], port), Handler)
+    print(f"podserver serving on {os.environ['POD_IP']}:{port}", flush=True)
     server.serve_forever()
 
 

@@ -130,6 +130,10 @@ class Cluster:
                 ready.append(node["metadata"]["name"])
         return ready
 
+    def _node_names(self) -> list[str]:
+        status, body = self.api_get("/api/v1/nodes")
+        return [n["metadata"]["name"] for n in json.loads(body)["items"]] if status == 200 else []
+
     def process_status(self) -> dict[str, int | None]:
         return {name: processes.running_pid(self.state, name) for name in reversed(STOP_ORDER)}
 
@@ -184,6 +188,8 @@ class Cluster:
                 f"--server-address=127.0.0.1:{self.ports.kwok}",
             ],
         )
+        # The pod runner serves the kubelet API on the nodes' addresses: register nodes first.
+        self._wait(lambda: len(self._node_names()) >= options.nodes, 30, "nodes registered")
         self._ensure_process(
             "podrunner",
             [

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from nemotron_operator.devcluster import processes
+from nemotron_operator.devcluster.kubeletapi import serve_kubelet_api
 from nemotron_operator.devcluster.podspec import ContainerPlan, plan_container
 from nemotron_operator.devcluster.provisioner import provision_forever
 
@@ -584,11 +585,25 @@ def run_forever(state: Path) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        nodes = (await runner.client.get("/api/v1/nodes")).json()["items"]
+        addresses = [
+            a["address"]
+            for n in nodes
+            for a in n.get("status", {}).get("addresses") or []
+            if a["type"] == "InternalIP"
+        ]
+        kubelet = await serve_kubelet_api(
+            pods_dir=state / "pods",
+            addresses=addresses,
+            cert=cluster.pki.serving_crt,
+            key=cluster.pki.serving_key,
+        )
         watcher = asyncio.ensure_future(runner.watch())
         provisioner = asyncio.ensure_future(provision_forever(runner.client))
         await stop.wait()
         watcher.cancel()
         provisioner.cancel()
+        await kubelet.cleanup()
         await runner.shutdown()
 
     asyncio.run(main())
