@@ -206,6 +206,12 @@ class ChunkWriter:
         head = {"id": self.id, "object": obj, "created": int(time.time()), "model": model}
         self._head = b"data: " + json.dumps(head)[:-1].encode() + b', "choices": ['
         self._tail = b"]}\n\n"
+        # the common chunk -- one piece of text, no finish -- skips building a dict
+        self._text_key = "content" if chat else "text"
+        opening = b'{"index": 0, "delta": {"content": ' if chat else b'{"index": 0, "text": '
+        closing = b"}" if chat else b""
+        self._text_head = self._head + opening
+        self._text_tail = closing + b', "logprobs": null, "finish_reason": null}' + self._tail
 
     def choice(
         self,
@@ -215,6 +221,10 @@ class ChunkWriter:
         stop_reason: str | None = None,
     ) -> bytes:
         """A chunk with one choice: ``payload`` is the delta (chat) or ``{"text": ...}``."""
+        if finish_reason is None and len(payload) == 1:
+            text = payload.get(self._text_key)
+            if isinstance(text, str):
+                return self._text_head + json.dumps(text).encode() + self._text_tail
         if self.chat:
             body: dict[str, Any] = {
                 "index": 0,
