@@ -333,7 +333,8 @@ def test_client_disconnect_stops_the_engine(stack: Stack) -> None:
     ):
         first = next(response.iter_bytes())
         assert first.startswith(b"data: ")
-        assert _engine_running(slow) == 1
+        # The engine's gauge follows its scheduler's steps, so poll rather than read once.
+        wait_for(lambda: _engine_running(slow) == 1, 10, what="engine generating")
     wait_for(lambda: _engine_running(slow) == 0, 10, what="engine request aborted")
     wait_for(
         lambda: 'inflight_requests{pool="off"} 0.0' in httpx.get(url + "/metrics").text,
