@@ -8,6 +8,7 @@ namespaces."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,19 @@ def test_apply_update_model_change_and_delete(
         assert obj is not None, (kind, pattern)
         assert obj["metadata"]["ownerReferences"][0]["uid"] == uid
         assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "nemotron-operator"
-        managers = {entry["manager"] for entry in obj["metadata"].get("managedFields", [])}
+        full = json.loads(
+            kubectl.run(
+                "get",
+                kind,
+                pattern.format(n="nano"),
+                "-n",
+                namespace,
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ).stdout
+        )
+        managers = {entry["manager"] for entry in full["metadata"].get("managedFields", [])}
         assert "nemotron-operator" in managers
 
     # Engine pods are on nodes that have GPUs.
