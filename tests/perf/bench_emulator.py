@@ -8,7 +8,7 @@ tokens (``ignore_eos``). For each level N it prints: errors, streams seen runnin
 (p50/p99) against what the timing model says they should be for the same load
 (``timing.simulate``), and the CPU used by the emulator and by the load generator.
 
-A level is *sustained* when every stream completes, the streams seen running at once reach 95%
+A level is *sustained* when every stream completes, the streams seen running at once reach 90%
 of what the model says for the same arrivals, and the median stream takes at most 15% longer
 than the model says: past that, the emulator process (its CPU), not the model, sets the pace.
 The emulator's run-queue wait (``/proc/<pid>/schedstat``) is printed too: time it was ready to
@@ -252,7 +252,7 @@ def run_level(
         "emulator_cpu_pct": 100 * emulator_cpu / wall,
         "emulator_runqueue_wait_pct": 100 * emulator_wait / wall,
         "client_cpu_pct": 100 * out["client_cpu"] / out["wall"],
-        "sustained": not errors and peak >= 0.95 * model_peak and slowdown <= 1.15,
+        "sustained": not errors and peak >= 0.9 * model_peak and slowdown <= 1.15,
     }
 
 
