@@ -485,6 +485,15 @@ class RouterSpec(_Model):
     request_timeout_seconds: int = Field(
         default=600, ge=1, le=86400, description="Upper bound of one request's duration."
     )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node selector of the router pods."
+    )
+    tolerations: list[Passthrough] = Field(
+        default_factory=list, max_length=64, description="Tolerations of the router pods."
+    )
+    priority_class_name: str | None = Field(
+        default=None, max_length=253, description="PriorityClass of the router pods."
+    )
 
 
 class NemotronDeploymentSpec(_Model):

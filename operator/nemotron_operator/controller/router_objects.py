@@ -165,6 +165,18 @@ def router_deployment(ctx: CrContext) -> dict[str, Any]:
     }
     if spec.router.resources:
         container["resources"] = dict(spec.router.resources)
+    pod: dict[str, Any] = {
+        "serviceAccountName": _service_account_name(ctx),
+        "containers": [container],
+        "volumes": volumes,
+        "terminationGracePeriodSeconds": 30,
+    }
+    if spec.router.node_selector:
+        pod["nodeSelector"] = dict(spec.router.node_selector)
+    if spec.router.tolerations:
+        pod["tolerations"] = [dict(t) for t in spec.router.tolerations]
+    if spec.router.priority_class_name:
+        pod["priorityClassName"] = spec.router.priority_class_name
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -175,12 +187,7 @@ def router_deployment(ctx: CrContext) -> dict[str, Any]:
             "selector": {"matchLabels": router_selector(ctx.name)},
             "template": {
                 "metadata": {"labels": pod_labels},
-                "spec": {
-                    "serviceAccountName": _service_account_name(ctx),
-                    "containers": [container],
-                    "volumes": volumes,
-                    "terminationGracePeriodSeconds": 30,
-                },
+                "spec": pod,
             },
         },
     }

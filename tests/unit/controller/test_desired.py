@@ -196,6 +196,21 @@ def test_router_config_and_deployment() -> None:
     assert container["ports"][0]["containerPort"] == 8080
     volumes = {v["name"]: v for v in router["volumes"]}
     assert volumes["api-keys"]["secret"]["secretName"] == "keys"
+    assert "nodeSelector" not in router
+    placed = _objects(
+        _body(
+            {
+                **spec,
+                "router": {
+                    **spec["router"],
+                    "nodeSelector": {"pool": "cpu"},
+                    "priorityClassName": "p",
+                },
+            }
+        )
+    )[("Deployment", "nano")]["spec"]["template"]["spec"]
+    assert placed["nodeSelector"] == {"pool": "cpu"}
+    assert placed["priorityClassName"] == "p"
     service = objs[("Service", "nano")]["spec"]
     assert service["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
 
