@@ -6,10 +6,11 @@ reconciler sent to the apiserver per CR (the operator's ``nemotron_operator_api_
 kopf's own watch and annotation patches are not in it); and the operator's CPU use while idle
 with every CR in place.
 
-The pools are created with ``replicas: {min: 0, max: 0}`` so that no engine pod starts: this
-measures the operator, not the pod runner. Every CR still gets a router Deployment with one
-pod; pass ``--router-image`` with an image the pod runner does not run to keep those pods
-from becoming processes (they then never turn Ready, so use ``--wait reconciled``).
+The pools are created with ``replicas: {min: 0, max: 0}`` so that no engine pod starts, and
+the router pods get a node selector no node matches, so that they stay Pending: this measures
+the operator, not the pod runner (200 router processes would not fit the 2-core machine).
+Such CRs never turn Ready, so the default is ``--wait reconciled``. With ``--run-routers`` the
+router pods run (one process each) and ``--wait ready`` measures the time to Ready.
 
 Run (the local cluster must be up):
     .venv/bin/python -m tests.perf.bench_reconcile --count 200
@@ -77,6 +78,12 @@ def _ready(body: dict[str, Any]) -> bool:
     )
 
 
+def _spec(run_routers: bool) -> dict[str, Any]:
+    if run_routers:
+        return SPEC
+    return {**SPEC, "router": {"nodeSelector": {"serving.nemotron.dev/bench": "no-such-node"}}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200)
@@ -85,6 +92,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--idle-seconds", type=float, default=30)
     parser.add_argument("--router-image", default=None)
+    parser.add_argument("--run-routers", action="store_true", help="let router pods run")
     args = parser.parse_args()
     binary = find_kubectl()
     if not KUBECONFIG.exists() or binary is None:
@@ -101,7 +109,7 @@ def main() -> int:
             assert operator.process is not None
             pid = operator.process.pid
             manifests = [
-                nemotron(f"bench-{i:04d}", namespaces[i % len(namespaces)], SPEC)
+                nemotron(f"bench-{i:04d}", namespaces[i % len(namespaces)], _spec(args.run_routers))
                 for i in range(args.count)
             ]
             started = time.monotonic()

@@ -10,7 +10,9 @@ operator is down. One LIST per namespace per period when everything is Ready.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from nemotron_operator.api.models import API_VERSION, KIND
@@ -18,7 +20,7 @@ from nemotron_operator.controller.handlers import Runtime
 from nemotron_operator.controller.metrics import STATUS_WRITES
 from nemotron_operator.controller.reconcile import refresh_status
 
-__all__ = ["needs_refresh", "refresh_not_ready_forever"]
+__all__ = ["Backoff", "needs_refresh", "refresh_not_ready_forever"]
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,41 @@ async def _list(runtime: Runtime) -> list[dict[str, Any]]:
     return await client.list_all(API_VERSION, KIND)
 
 
+@dataclass
+class Backoff:
+    """When each not-Ready CR is due for its next refresh. A CR whose status did not change at
+    its last refresh waits twice as long next time (up to ``ceiling``), so CRs that stay stuck
+    (no nodes for their pods, say) cost ever less; any change of its status resets the wait."""
+
+    base: float = 20.0
+    ceiling: float = 320.0
+    _due: dict[tuple[str, str], tuple[float, float, str]] = field(default_factory=dict)
+
+    def due(self, key: tuple[str, str], status_digest: str, now: float) -> bool:
+        entry = self._due.get(key)
+        return entry is None or entry[2] != status_digest or now >= entry[0]
+
+    def done(self, key: tuple[str, str], before: str, after: str, now: float) -> None:
+        entry = self._due.get(key)
+        wait = self.base
+        if entry is not None and entry[2] == before == after:
+            wait = min(entry[1] * 2, self.ceiling)
+        self._due[key] = (now + wait, wait, after)
+
+    def forget_except(self, keys: set[tuple[str, str]]) -> None:
+        for key in set(self._due) - keys:
+            del self._due[key]
+
+
+def _digest(body: dict[str, Any] | None) -> str:
+    return json.dumps((body or {}).get("status"), sort_keys=True)
+
+
 async def refresh_not_ready_forever(runtime: Runtime, *, period: float = 20.0) -> None:
-    """Until cancelled: every ``period`` seconds, refresh the status of CRs not Ready."""
+    """Until cancelled: every ``period`` seconds, refresh the status of the CRs not Ready
+    that are due (``Backoff``)."""
+    backoff = Backoff(base=period)
+    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(period)
         try:
@@ -52,18 +87,27 @@ async def refresh_not_ready_forever(runtime: Runtime, *, period: float = 20.0) -
         except Exception as exc:  # the next round tries again
             log.warning("status refresher: listing failed: %s", exc)
             continue
-        for body in filter(needs_refresh, bodies):
+        waiting = [b for b in bodies if needs_refresh(b)]
+        keys = {(str(b["metadata"]["namespace"]), str(b["metadata"]["name"])) for b in waiting}
+        backoff.forget_except(keys)
+        for body in waiting:
             meta = body["metadata"]
-            namespace, name = str(meta["namespace"]), str(meta["name"])
+            key = (str(meta["namespace"]), str(meta["name"]))
+            before = _digest(body)
+            if not backoff.due(key, before, loop.time()):
+                continue
 
-            async def work(namespace: str = namespace, name: str = name) -> None:
+            async def work(key: tuple[str, str] = key, before: str = before) -> None:
                 outcome = await refresh_status(
-                    runtime.client, namespace, name, settings=runtime.settings
+                    runtime.client, key[0], key[1], settings=runtime.settings
                 )
                 if outcome.status_written:
                     STATUS_WRITES.inc()
+                # After a write the next listing shows a new digest: due again at once.
+                after = before if not outcome.status_written else "written"
+                backoff.done(key, before, after, loop.time())
 
             try:
-                await runtime.coalesced((namespace, name), work)
+                await runtime.coalesced(key, work)
             except Exception as exc:
-                log.warning("status refresher: %s/%s: %s", namespace, name, exc)
+                log.warning("status refresher: %s/%s: %s", key[0], key[1], exc)

@@ -128,3 +128,25 @@ def test_refresher_picks_not_ready_live_crs() -> None:
     assert needs_refresh(not_ready)
     assert needs_refresh({"metadata": {}})
     assert not needs_refresh(deleting)
+
+
+def test_refresher_backoff_doubles_while_stuck_and_resets_on_change() -> None:
+    from nemotron_operator.controller.refresher import Backoff
+
+    backoff = Backoff(base=20, ceiling=80)
+    key = ("ns", "n")
+    assert backoff.due(key, "s1", now=0)
+    waits = []
+    now = 0.0
+    for _ in range(5):
+        assert backoff.due(key, "s1", now)
+        backoff.done(key, "s1", "s1", now)
+        entry_time = next(t for t in range(int(now), int(now) + 1000) if backoff.due(key, "s1", t))
+        waits.append(entry_time - now)
+        now = float(entry_time)
+    assert waits == [20, 40, 80, 80, 80]
+    # Another writer changed the status: due at once, and the wait starts over.
+    assert backoff.due(key, "s2", now + 1)
+    backoff.done(key, "s2", "s2", now + 1)
+    assert not backoff.due(key, "s2", now + 20)
+    assert backoff.due(key, "s2", now + 21)
