@@ -210,3 +210,25 @@ def test_sigterm_cuts_off_what_outlives_the_shutdown_timeout(mount: Path) -> Non
         assert engine.process.wait(timeout=30) == 0
         assert time.monotonic() - started < 10
         assert "aborted" in engine.output()
+
+
+def test_a_client_leaving_mid_stream_frees_its_batch_slot(mount: Path) -> None:
+    with start_emulator(mount, env={"NEMOTRON_EMULATOR_SPEED": "1"}) as engine:
+        body = {**CHAT, "stream": True, "max_tokens": 5000, "ignore_eos": True}
+
+        def running() -> float:
+            metrics = httpx.get(f"{engine.base_url}/metrics", timeout=5).text
+            line = next(
+                x for x in metrics.splitlines() if x.startswith("vllm:num_requests_running{")
+            )
+            return float(line.split()[-1])
+
+        with httpx.stream(
+            "POST", f"{engine.base_url}/v1/chat/completions", json=body, timeout=30
+        ) as response:
+            lines = response.iter_lines()
+            next(lines)
+            next(lines)
+            assert running() == 1
+        wait_for(lambda: running() == 0, 10, what="the slot freed after the client left")
+        assert httpx.get(f"{engine.base_url}/health", timeout=5).status_code == 200

@@ -94,6 +94,7 @@ class EngineServer:
         self.draining = False
         self.inflight = 0
         self.chunks_sent = 0
+        self.aborted = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._created = int(time.time())
@@ -196,6 +197,10 @@ class EngineServer:
             if job.stream:
                 return await self._stream(request, job, generation, box, headers, started)
             return await self._whole(job, generation, box, headers, started)
+        except ConnectionResetError:
+            # the client left mid-stream: vLLM aborts the request; the finally frees its slot
+            self.aborted += 1
+            return web.Response(status=499)
         finally:
             self.scheduler.cancel(box)
             self.inflight -= 1
