@@ -232,3 +232,36 @@ def test_a_client_leaving_mid_stream_frees_its_batch_slot(mount: Path) -> None:
             assert running() == 1
         wait_for(lambda: running() == 0, 10, what="the slot freed after the client left")
         assert httpx.get(f"{engine.base_url}/health", timeout=5).status_code == 200
+
+
+def test_a_full_batch_shows_waiting_requests_in_metrics(mount: Path) -> None:
+    with start_emulator(
+        mount, "--max-num-seqs", "2", env={"NEMOTRON_EMULATOR_SPEED": "1"}
+    ) as engine:
+        body = {**CHAT, "max_tokens": 300, "ignore_eos": True}
+        codes: list[int] = []
+
+        def call() -> None:
+            response = httpx.post(f"{engine.base_url}/v1/chat/completions", json=body, timeout=60)
+            codes.append(response.status_code)
+
+        threads = [threading.Thread(target=call) for _ in range(5)]
+        for t in threads:
+            t.start()
+
+        def load() -> tuple[float, float] | None:
+            metrics = httpx.get(f"{engine.base_url}/metrics", timeout=5).text
+            values = {
+                line.split("{")[0]: float(line.split()[-1])
+                for line in metrics.splitlines()
+                if line.startswith(("vllm:num_requests_running{", "vllm:num_requests_waiting{"))
+            }
+            seen = (values["vllm:num_requests_running"], values["vllm:num_requests_waiting"])
+            return seen if seen[1] > 0 else None
+
+        running, waiting = wait_for(load, 10, interval=0.02, what="requests waiting")
+        assert running == 2
+        assert waiting >= 1
+        for t in threads:
+            t.join(60)
+        assert codes == [200] * 5
