@@ -136,6 +136,8 @@ class BatchModel:
             raise ValueError(f"sequence {seq_id} already submitted")
         self._known.add(seq_id)
         self._waiting.append(_Seq(seq_id, prompt_tokens, output_tokens))
+        # admitted now, it joins the next step: the counts between steps read as vLLM's do
+        self._admit()
 
     def cancel(self, seq_id: int) -> None:
         """Drop a sequence (its client went away), wherever it is; unknown ids are ignored."""
@@ -145,15 +147,20 @@ class BatchModel:
         seq = self._running.pop(seq_id, None)
         if seq is not None:
             self._reserved -= seq.reserved
+            self._admit()
             return
         self._waiting = deque(s for s in self._waiting if s.seq_id != seq_id)
 
+    def head_fits(self) -> bool:
+        """Whether the first waiting sequence could be admitted now (never, between calls)."""
+        if not self._waiting or len(self._running) >= self.params.max_num_seqs:
+            return False
+        return self._reserved + self._waiting[0].reserved <= self.params.kv_capacity_tokens
+
     def _admit(self) -> None:
         # Strict FCFS: the head of the queue blocks the rest, as vLLM's scheduler does.
-        while self._waiting and len(self._running) < self.params.max_num_seqs:
+        while self.head_fits():
             head = self._waiting[0]
-            if self._reserved + head.reserved > self.params.kv_capacity_tokens:
-                break
             self._waiting.popleft()
             self._running[head.seq_id] = head
             self._reserved += head.reserved
@@ -195,6 +202,7 @@ class BatchModel:
         for seq_id in finished:
             self._reserved -= self._running.pop(seq_id).reserved
             self._known.discard(seq_id)
+        self._admit()
         duration = (
             p.decode_step_seconds
             + p.decode_seconds_per_seq * len(emitted)
