@@ -38,6 +38,7 @@ from nemotron_operator.controller.metrics import (
 from nemotron_operator.controller.naming import DEPLOYMENT_LABEL, MANAGED_BY
 from nemotron_operator.controller.reconcile import Outcome, RetryLater, reconcile, refresh_status
 from nemotron_operator.controller.settings import OperatorSettings
+from nemotron_operator.controller.status import DeploymentObservation, observe_deployment
 from nemotron_operator.kube.client import KubeClient
 
 __all__ = ["Runtime", "build_registry"]
@@ -56,7 +57,19 @@ class Runtime:
     http: httpx.AsyncClient
     settings: OperatorSettings
     engine_files: dict[str, str]
+    # Bursts of events for one CR (its three Deployments change together) fold into one refresh.
+    debounce_seconds: float = 0.5
     _refreshing: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    # The last status-relevant view of each child Deployment: other changes skip the refresh.
+    _seen: dict[tuple[str, str], DeploymentObservation] = field(default_factory=dict)
+
+    def observation_changed(self, key: tuple[str, str], obs: DeploymentObservation | None) -> bool:
+        """Record ``obs`` for Deployment ``key``; whether it differs from the last one seen."""
+        if obs is None:
+            return self._seen.pop(key, None) is not None
+        changed = self._seen.get(key) != obs
+        self._seen[key] = obs
+        return changed
 
     async def coalesced(self, key: tuple[str, str], work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` for ``key``; calls arriving while it runs fold into one more run."""
@@ -69,6 +82,8 @@ class Runtime:
         try:
             while True:
                 again.clear()
+                if self.debounce_seconds:
+                    await asyncio.sleep(self.debounce_seconds)
                 await work()
                 if not again.is_set():
                     break
@@ -189,30 +204,41 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         registry=registry,
     )
     async def child_deployment(
-        event: kopf.RawEvent, namespace: str | None, labels: kopf.Labels, **_: Any
+        event: kopf.RawEvent,
+        body: kopf.Body,
+        namespace: str | None,
+        labels: kopf.Labels,
+        **_: Any,
     ) -> None:
         if namespace is None:
             return
-        if event.get("type") is None:
-            return  # the initial listing: the resume handlers reconcile every CR anyway
         owner = str(labels[DEPLOYMENT_LABEL])
+        deployment = (namespace, str(body.get("metadata", {}).get("name", "")))
+        if event.get("type") is None:
+            # The initial listing: the resume handlers reconcile every CR anyway.
+            runtime.observation_changed(deployment, observe_deployment(dict(body)))
+            return
         if event.get("type") == "DELETED":
-            body = await runtime.client.get(
+            runtime.observation_changed(deployment, None)
+            cr = await runtime.client.get(
                 f"{GROUP}/{VERSION}", "NemotronDeployment", namespace, owner
             )
-            if body is not None and not body["metadata"].get("deletionTimestamp"):
+            if cr is not None and not cr["metadata"].get("deletionTimestamp"):
                 try:
                     outcome = await reconcile(
                         runtime.client,
-                        body,
+                        cr,
                         settings=runtime.settings,
                         engine_files=runtime.engine_files,
                     )
                 except RetryLater as exc:
                     log.warning("re-creating children of %s/%s: %s", namespace, owner, exc)
                     return
-                _post_events(body, outcome)
+                _post_events(cr, outcome)
             return
+
+        if not runtime.observation_changed(deployment, observe_deployment(dict(body))):
+            return  # nothing the status shows has changed
 
         async def work() -> None:
             outcome = await refresh_status(
