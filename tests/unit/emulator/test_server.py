@@ -336,8 +336,11 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
 
 
 def test_too_long_a_request_is_400(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="maximum context length is 131072"):
+    with pytest.raises(openai.BadRequestError, match="maximum context length is 131072") as refused:
         client.chat.completions.create(model=SERVED, messages=_messages("off"), max_tokens=131072)  # type: ignore[arg-type]
+    assert json.loads(refused.value.response.headers["X-Emulator-Sampling"]) == {
+        "max_tokens": 131072
+    }
 
 
 def test_metrics_carry_vllm_names(client: openai.OpenAI, engine: Emulator) -> None:

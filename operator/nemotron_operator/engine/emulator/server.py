@@ -26,6 +26,7 @@ from nemotron_operator.engine.emulator.generation import Generation, plan_genera
 from nemotron_operator.engine.emulator.metrics import CONTENT_TYPE, EngineMetrics
 from nemotron_operator.engine.emulator.plugins import LoadedPlugins, StartupError
 from nemotron_operator.engine.emulator.protocol import (
+    SAMPLING_KEYS,
     Job,
     ProtocolContext,
     RequestError,
@@ -178,7 +179,11 @@ class EngineServer:
         try:
             job = parse_chat(body, self.ctx) if chat else parse_completion(body, self.ctx)
         except RequestError as exc:
-            return web.json_response(exc.body(), status=exc.status)
+            # refused requests report what they carried too (a router test may send a bad one)
+            received = {key: body[key] for key in SAMPLING_KEYS if key in body}
+            return web.json_response(
+                exc.body(), status=exc.status, headers={SAMPLING_HEADER: json.dumps(received)}
+            )
         headers = {SAMPLING_HEADER: json.dumps(job.sampling), MODE_HEADER: job.mode}
         if self.faults.take_failure():
             response = _error("Injected fault: request failed.", 500, "InternalServerError")
