@@ -366,6 +366,18 @@ async def kclient(kube: Kube) -> AsyncIterator[KubeClient]:
         await client.aclose()
 
 
+async def _autoscaled_events(kclient: KubeClient, namespace: str, *needles: str) -> None:
+    """Every ``needle`` is in the message of an ``Autoscaled`` Event (kopf posts them async)."""
+
+    async def found() -> list[str] | None:
+        events = await kclient.list_objects("v1", "Event", namespace)
+        messages = [e.get("message", "") for e in events if e.get("reason") == "Autoscaled"]
+        missing = [n for n in needles if not any(n in m for m in messages)]
+        return None if missing else messages
+
+    await await_for(found, 15, interval=0.5, what=f"Autoscaled events with {needles}")
+
+
 def _openai(router: str) -> AsyncOpenAI:
     return AsyncOpenAI(base_url=f"{router}/v1", api_key="unused", max_retries=0, timeout=120)
 
@@ -420,6 +432,8 @@ async def test_burst_scales_up_fast_and_back_to_min_without_a_failed_stream(
     # ... and at least one of them ran on a pod being removed: its engine drained it.
     drained = max(s.draining for s in timeline.samples)
     assert drained > 0, "no stream was in flight on a terminating pod"
+    # Each scale is reported as an Event on the CR, with the policy's reason.
+    await _autoscaled_events(kclient, namespace, "from 1 to", " to 1: scale down")
     print(
         f"\nburst: up to {peak} replicas {scaled_up.t - burst_start:.1f}s after the burst start, "
         f"first scale-down at {down.t:.1f}s with {len(in_flight)} long streams in flight "
@@ -473,6 +487,7 @@ async def test_wake_from_zero_holds_the_request_and_answers_it(
     assert woke.t < result.first_token
     # An engine that loads for startup_seconds cannot answer sooner.
     assert hold >= startup_seconds, hold
+    await _autoscaled_events(kclient, namespace, "from 0 to 1: wake", "from 1 to 0: scale to zero")
     print(
         f"\nwake from zero: replicas 0->1 {woke.t - result.start:.1f}s after the request, "
         f"first token after {hold:.1f}s held (emulated startup {startup_seconds:g}s)"
