@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +121,7 @@ def wake_spec(*, startup_seconds: float) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Sample:
     """One point of the timeline (seconds since the timeline's start)."""
 
@@ -138,7 +138,7 @@ class Sample:
     draining: float = 0.0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Timeline:
     """Samples the pool Deployment and the router's metrics every ``period`` seconds."""
 
@@ -210,11 +210,11 @@ class Timeline:
                 self.errors.append(repr(exc))
             await asyncio.sleep(self.period)
 
-    def first(self, predicate: Any, after: float = 0.0) -> Sample | None:
+    def first(self, predicate: Callable[[Sample], bool], after: float = 0.0) -> Sample | None:
         return next((s for s in self.samples if s.t >= after and predicate(s)), None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StreamResult:
     """One streaming request, times relative to the timeline's start."""
 
@@ -252,8 +252,18 @@ async def stream_one(
             chunks += 1
             finish = choice.finish_reason or finish
     except Exception as exc:  # recorded: the test asserts there is none
-        return StreamResult(label, start, first, time.monotonic() - t0, chunks, finish, repr(exc))
-    return StreamResult(label, start, first, time.monotonic() - t0, chunks, finish, None)
+        error: str | None = repr(exc)
+    else:
+        error = None
+    return StreamResult(
+        label=label,
+        start=start,
+        first_token=first,
+        end=time.monotonic() - t0,
+        chunks=chunks,
+        finish_reason=finish,
+        error=error,
+    )
 
 
 async def router_url(kube: KubeClient, namespace: str, name: str) -> str:
@@ -389,7 +399,9 @@ async def test_burst_scales_up_fast_and_back_to_min_without_a_failed_stream(
     await wait_ready(kclient, namespace, "burst", pool_ready=1)
     router = await router_url(kclient, namespace, "burst")
     async with httpx.AsyncClient() as http, _openai(router) as client:
-        timeline = Timeline(kclient, http, namespace, "burst-on", router)
+        timeline = Timeline(
+            kube=kclient, http=http, namespace=namespace, deployment="burst-on", router=router
+        )
         sampler = asyncio.create_task(timeline.run())
         try:
             burst_start = time.monotonic() - timeline.start
@@ -461,7 +473,14 @@ async def test_wake_from_zero_holds_the_request_and_answers_it(
     assert pods == []
 
     async with httpx.AsyncClient() as http, _openai(router) as client:
-        timeline = Timeline(kclient, http, namespace, "wake-on", router, period=0.25)
+        timeline = Timeline(
+            kube=kclient,
+            http=http,
+            namespace=namespace,
+            deployment="wake-on",
+            router=router,
+            period=0.25,
+        )
         sampler = asyncio.create_task(timeline.run())
         try:
             result = await stream_one(client, max_tokens=20, label="wake", t0=timeline.start)

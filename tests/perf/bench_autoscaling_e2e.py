@@ -88,7 +88,14 @@ async def burst(kube: KubeClient, kubectl: Kubectl, *, workers: int, log_dir: Pa
                 base_url=f"{router}/v1", api_key="unused", max_retries=0, timeout=120
             ) as client,
         ):
-            timeline = Timeline(kube, http, namespace, "burst-on", router, period=1.0)
+            timeline = Timeline(
+                kube=kube,
+                http=http,
+                namespace=namespace,
+                deployment="burst-on",
+                router=router,
+                period=1.0,
+            )
             sampler = asyncio.create_task(timeline.run())
             try:
                 start = time.monotonic() - timeline.start
@@ -159,7 +166,14 @@ async def wake(kube: KubeClient, kubectl: Kubectl, *, startup: float, log_dir: P
                 base_url=f"{router}/v1", api_key="unused", max_retries=0, timeout=120
             ) as client,
         ):
-            timeline = Timeline(kube, http, namespace, "wake-on", router, period=0.25)
+            timeline = Timeline(
+                kube=kube,
+                http=http,
+                namespace=namespace,
+                deployment="wake-on",
+                router=router,
+                period=0.25,
+            )
             sampler = asyncio.create_task(timeline.run())
             try:
                 result = await stream_one(client, max_tokens=20, label="wake", t0=timeline.start)
