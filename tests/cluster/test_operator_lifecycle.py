@@ -101,12 +101,33 @@ def _wait_ready(kubectl: Kubectl, name: str, namespace: str) -> dict[str, Any]:
         ) from None
 
 
-def _children_versions(kubectl: Kubectl, name: str, namespace: str) -> dict[str, str]:
+def _children_versions(kubectl: Kubectl, name: str, namespace: str) -> dict[str, Any]:
+    """What a reconcile could change in each child: generation, spec/data, and the time of the
+    operator's last effective apply (a no-op server-side apply leaves it as it was). Not the
+    resourceVersion: status updates by the Deployment controller bump that too."""
     versions = {}
     for kind, pattern in CHILDREN:
-        obj = kubectl.get(kind, pattern.format(n=name), namespace)
-        assert obj is not None, f"{kind} {pattern.format(n=name)} missing"
-        versions[f"{kind}/{obj['metadata']['name']}"] = obj["metadata"]["resourceVersion"]
+        result = kubectl.run(
+            "get",
+            kind,
+            pattern.format(n=name),
+            "-n",
+            namespace,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        )
+        obj = json.loads(result.stdout)
+        applied = sorted(
+            (entry.get("operation"), entry.get("time"))
+            for entry in obj["metadata"].get("managedFields", [])
+            if entry["manager"] == "nemotron-operator" and entry.get("subresource") is None
+        )
+        versions[f"{kind}/{obj['metadata']['name']}"] = (
+            obj["metadata"].get("generation"),
+            json.dumps(obj.get("spec") or obj.get("data"), sort_keys=True),
+            applied,
+        )
     return versions
 
 
