@@ -157,14 +157,15 @@ def test_runtime_problems_become_degraded(kubectl: Kubectl, namespace: str, tmp_
         kubectl.apply(
             nemotron("nosecret", namespace, {**GOOD, "hfTokenSecretRef": {"name": "hf-missing"}})
         )
+        # GPUs of a kind no node has: the scheduler cannot place the engine pod.
         kubectl.apply(
             nemotron(
-                "toobig",
+                "nogpu",
                 namespace,
                 {
                     **GOOD,
                     "pools": {
-                        "reasoningOn": {"gpusPerReplica": 8},
+                        "reasoningOn": {"nodeSelector": {"nvidia.com/gpu.product": "NO-SUCH-GPU"}},
                         "reasoningOff": {"enabled": False},
                     },
                     "router": {"defaultMode": "on"},
@@ -188,13 +189,16 @@ def test_runtime_problems_become_degraded(kubectl: Kubectl, namespace: str, tmp_
         )
         assert "hf-missing" in missing["message"]
         assert "spec.hfTokenSecretRef" in missing["message"]
-        unschedulable = wait_for(
-            lambda: degraded("toobig", "Unschedulable"), 120, interval=1, what="Unschedulable"
-        )
-        assert (
-            "nvidia.com/gpu" in unschedulable["message"]
-            or "Insufficient" in unschedulable["message"]
-        )
+        try:
+            unschedulable = wait_for(
+                lambda: degraded("nogpu", "Unschedulable"), 120, interval=1, what="Unschedulable"
+            )
+        except TimeoutError:
+            body = kubectl.get("nemotrondeployment", "nogpu", namespace) or {}
+            pods = kubectl.run("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
+            raise AssertionError(f"not Unschedulable: {body.get('status')}\n{pods}") from None
+        assert "nogpu-on" in unschedulable["message"]
+        assert "node" in unschedulable["message"]
         # Events tell what failed.
         events = kubectl.run(
             "get",
