@@ -94,10 +94,12 @@ async def _apply_pool_deployment(
                 Action(
                     False,
                     "Created",
-                    f"created {_describe(obj)} with {first['spec']['replicas']} replicas",
+                    f"created {_describe(obj)} with {created['spec']['replicas']} replicas",
                 )
             )
-            return created
+            # Apply right away too: the applied configuration then owns every field but
+            # replicas from the start, and the next reconcile (or a restart) is a no-op.
+            return await client.apply(obj)
     applied = await client.apply(obj)
     replicas = (applied.get("spec") or {}).get("replicas")
     target = replicas_to_set(pool, int(replicas) if replicas is not None else None)

@@ -33,6 +33,7 @@ class FakeKube:
     def __init__(self) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.refuse: set[str] = set()
+        self.applied: list[dict[str, Any]] = []
         self.calls: list[tuple[str, str]] = []
         self.version = 0
 
@@ -67,6 +68,7 @@ class FakeKube:
     async def apply(self, obj: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
         meta = obj["metadata"]
         self.calls.append(("APPLY", f"{obj['kind']}/{meta['name']}"))
+        self.applied.append(copy.deepcopy(obj))
         if meta["name"] in self.refuse:
             raise KubeError(422, "Invalid", f"{obj['kind']} {meta['name']}: spec: Invalid value")
         key = self._key(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
@@ -160,7 +162,11 @@ async def test_first_reconcile_creates_everything_and_writes_status() -> None:
     assert _deployment(kube, "n-on")["spec"]["replicas"] == 2
     assert _deployment(kube, "n-off")["spec"]["replicas"] == 1
     assert ("CREATE", "Deployment/n-on") in kube.calls
-    assert [c for c in kube.calls if c[0] == "APPLY" and c[1].startswith("Deployment/n-o")] == []
+    pool_applies = [
+        o for o in kube.applied if o["kind"] == "Deployment" and o["metadata"]["name"] != "n"
+    ]
+    assert len(pool_applies) == 2
+    assert all("replicas" not in o["spec"] for o in pool_applies)
     created = [a.message for a in outcome.actions if a.reason == "Created"]
     assert len(created) == 2
     status = _status(kube)
