@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -388,6 +389,28 @@ async def _autoscaled_events(kclient: KubeClient, namespace: str, *needles: str)
     await await_for(found, 15, interval=0.5, what=f"Autoscaled events with {needles}")
 
 
+async def _autoscaling_status(
+    kclient: KubeClient, namespace: str, name: str, *, desired: int
+) -> dict[str, Any]:
+    """The CR's ``status.pools.on.autoscaling`` once it reports ``desired`` replicas."""
+
+    async def reported() -> dict[str, Any] | None:
+        body = await kclient.get(CR_API, "NemotronDeployment", namespace, name) or {}
+        status = ((body.get("status") or {}).get("pools") or {}).get("on") or {}
+        found: dict[str, Any] | None = status.get("autoscaling")
+        if found and found.get("desiredReplicas") == found.get("currentReplicas") == desired:
+            return found
+        return None
+
+    found = await await_for(reported, 15, interval=0.5, what=f"status: {desired} replicas")
+    assert found is not None
+    assert found["lastDecision"], found
+    decided = datetime.fromisoformat(found["lastDecisionTime"])
+    assert abs((datetime.now(UTC) - decided).total_seconds()) < 300, found
+    assert "error" not in found, found
+    return found
+
+
 def _openai(router: str) -> AsyncOpenAI:
     return AsyncOpenAI(base_url=f"{router}/v1", api_key="unused", max_retries=0, timeout=120)
 
@@ -446,6 +469,8 @@ async def test_burst_scales_up_fast_and_back_to_min_without_a_failed_stream(
     assert drained > 0, "no stream was in flight on a terminating pod"
     # Each scale is reported as an Event on the CR, with the policy's reason.
     await _autoscaled_events(kclient, namespace, "from 1 to", " to 1: scale down")
+    # The CR's status carries the loop's latest decision for the pool.
+    await _autoscaling_status(kclient, namespace, "burst", desired=1)
     print(
         f"\nburst: up to {peak} replicas {scaled_up.t - burst_start:.1f}s after the burst start, "
         f"first scale-down at {down.t:.1f}s with {len(in_flight)} long streams in flight "
@@ -507,6 +532,7 @@ async def test_wake_from_zero_holds_the_request_and_answers_it(
     # An engine that loads for startup_seconds cannot answer sooner.
     assert hold >= startup_seconds, hold
     await _autoscaled_events(kclient, namespace, "from 0 to 1: wake", "from 1 to 0: scale to zero")
+    await _autoscaling_status(kclient, namespace, "wake", desired=0)
     print(
         f"\nwake from zero: replicas 0->1 {woke.t - result.start:.1f}s after the request, "
         f"first token after {hold:.1f}s held (emulated startup {startup_seconds:g}s)"

@@ -42,6 +42,7 @@ __all__ = [
     "OffSampling",
     "OnPoolSpec",
     "OnSampling",
+    "PoolAutoscalingStatus",
     "PoolSpec",
     "PoolStatus",
     "PoolsSpec",
@@ -586,6 +587,22 @@ class Condition(_Model):
     )
 
 
+class PoolAutoscalingStatus(_Model):
+    """The builtin autoscaler's latest decision for one pool, written when it changes."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    desired_replicas: int = Field(default=0, description="Replicas the policy asked for.")
+    current_replicas: int = Field(default=0, description="Replicas (/scale) when it decided.")
+    last_decision: str = Field(
+        default="", description="The decision and its reason, e.g. 'scale up: demand 12, ...'."
+    )
+    last_decision_time: str | None = Field(
+        default=None, description="When that decision was made (RFC 3339)."
+    )
+    error: str | None = Field(default=None, description="Why the last /scale write failed.")
+
+
 class PoolStatus(_Model):
     """Observed state of one pool."""
 
@@ -595,6 +612,9 @@ class PoolStatus(_Model):
     desired_replicas: int = Field(default=0, description="Replicas the Deployment asks for.")
     ready_replicas: int = Field(default=0, description="Replicas ready to serve.")
     replicas: str = Field(default="0/0", description="ready/desired, for kubectl get.")
+    autoscaling: PoolAutoscalingStatus | None = Field(
+        default=None, description="The builtin autoscaler's latest decision (autoscaled pools)."
+    )
 
 
 class PoolsStatus(_Model):

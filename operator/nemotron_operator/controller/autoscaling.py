@@ -26,7 +26,11 @@ from nemotron_operator.controller.router_objects import ROUTER_PORT
 from nemotron_operator.engine.args import ENGINE_PORT
 from nemotron_operator.kube.client import KubeClient
 
-__all__ = ["KubeAutoscalingIO", "autoscaled_interval", "step"]
+__all__ = ["KubeAutoscalingIO", "autoscaled_interval", "status_patch", "step"]
+
+# The parts of a decision that make it new; its time alone does not (one write per change,
+# not one per interval).
+_DECISION_KEYS = ("desiredReplicas", "currentReplicas", "lastDecision", "error")
 
 
 def _ready_ip(pod: dict[str, Any]) -> str | None:
@@ -135,3 +139,18 @@ async def step(
         store=io,
         now=time.time(),
     )
+
+
+def status_patch(status: Mapping[str, Any] | None, outcomes: list[PoolOutcome]) -> dict[str, Any]:
+    """The merge patch of the CR's status for ``outcomes`` -- ``{"pools": {<pool>:
+    {"autoscaling": ...}}}`` for each pool whose decision changed -- or ``{}``."""
+    pools = (status or {}).get("pools") or {}
+    changed: dict[str, Any] = {}
+    for outcome in outcomes:
+        new = outcome.to_status()
+        old = ((pools.get(outcome.pool) or {}).get("autoscaling")) or {}
+        if all(old.get(key) == new.get(key) for key in _DECISION_KEYS):
+            continue
+        # null removes an error a merge patch would otherwise keep.
+        changed[outcome.pool] = {"autoscaling": {"error": None, **new}}
+    return {"pools": changed} if changed else {}

@@ -27,7 +27,7 @@ import kopf
 from pydantic import ValidationError
 
 from nemotron_operator.api.models import GROUP, PLURAL, VERSION, NemotronDeploymentSpec
-from nemotron_operator.controller.autoscaling import autoscaled_interval, step
+from nemotron_operator.controller.autoscaling import autoscaled_interval, status_patch, step
 from nemotron_operator.controller.metrics import (
     AUTOSCALER_STEPS,
     RECONCILE_DURATION,
@@ -279,6 +279,19 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                 log.warning("autoscaling %s/%s: %s", namespace, name, exc)
             else:
                 AUTOSCALER_STEPS.labels(result="ok").inc()
+                patch = status_patch(body.get("status"), outcomes)
+                if patch:
+                    try:
+                        await runtime.client.patch_merge(
+                            f"{GROUP}/{VERSION}",
+                            "NemotronDeployment",
+                            namespace,
+                            name,
+                            body={"status": patch},
+                            subresource="status",
+                        )
+                    except Exception as exc:  # the next changed decision writes it again
+                        log.warning("autoscaling status of %s/%s: %s", namespace, name, exc)
                 for outcome in outcomes:
                     if outcome.scaled:
                         kopf.event(

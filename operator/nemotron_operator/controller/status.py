@@ -127,6 +127,11 @@ def compute_status(
             "readyReplicas": obs.ready,
             "replicas": f"{obs.ready}/{obs.desired}",
         }
+        # The autoscaling loop owns this part (controller.autoscaling.status_patch): kept as
+        # it is, so a refresh neither drops it nor sees a difference that is not there.
+        autoscaling = (((previous or {}).get("pools") or {}).get(mode) or {}).get("autoscaling")
+        if autoscaling is not None:
+            pool_status[mode]["autoscaling"] = autoscaling
         if not obs.exists or obs.ready < obs.desired:
             not_ready.append(f"pool {mode}: {obs.ready}/{obs.desired} replicas ready")
         if not obs.exists or _rolling(obs):
