@@ -312,13 +312,18 @@ async def _explain(timeline: Timeline) -> str:
 
 
 @contextmanager
-def operator_for(namespace: str, log_path: Path) -> Iterator[OperatorProcess]:
-    """The operator watching only ``namespace``, holding its lease."""
+def operator_for(namespace: str, log_path: Path, kubectl: Kubectl) -> Iterator[OperatorProcess]:
+    """The operator watching only ``namespace``, holding its lease. The CRs are deleted while
+    it still runs, so kopf takes its finalizer off and the namespace can go."""
     process = OperatorProcess(namespaces=[namespace], log_path=log_path).start()
     try:
         process.wait_until_serving()
         yield process
     finally:
+        kubectl.run(
+            "delete", "nemotrondeployments", "--all", "-n", namespace, "--timeout=60s",
+            check=False,
+        )  # fmt: skip
         process.stop()
 
 
@@ -362,7 +367,7 @@ def kubectl(kube: Kube) -> Kubectl:
 
 @pytest.fixture
 def operator(kubectl: Kubectl, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    with operator_for(namespace, tmp_path / "operator.log") as process:
+    with operator_for(namespace, tmp_path / "operator.log", kubectl) as process:
         yield process
 
 

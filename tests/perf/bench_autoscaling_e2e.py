@@ -77,7 +77,7 @@ def _compress(samples: list[Sample]) -> list[Sample]:
 async def burst(kube: KubeClient, kubectl: Kubectl, *, workers: int, log_dir: Path) -> None:
     with (
         kubectl.namespaces(1, prefix="bench-as") as (namespace,),
-        operator_for(namespace, log_dir / "operator-burst.log"),
+        operator_for(namespace, log_dir / "operator-burst.log", kubectl),
     ):
         kubectl.apply(nemotron("burst", namespace, burst_spec(max_replicas=4)))
         await wait_ready(kube, namespace, "burst", pool_ready=1)
@@ -150,7 +150,7 @@ async def _ready_one(timeline: Timeline) -> bool:
 async def wake(kube: KubeClient, kubectl: Kubectl, *, startup: float, log_dir: Path) -> None:
     with (
         kubectl.namespaces(1, prefix="bench-wake") as (namespace,),
-        operator_for(namespace, log_dir / "operator-wake.log"),
+        operator_for(namespace, log_dir / "operator-wake.log", kubectl),
     ):
         kubectl.apply(nemotron("wake", namespace, wake_spec(startup_seconds=startup)))
         router = await router_url(kube, namespace, "wake")
