@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-__all__ = ["await_for", "wait_for"]
+__all__ = ["await_for", "holds_for", "wait_for"]
 
 T = TypeVar("T")
 
@@ -63,3 +63,19 @@ async def await_for(
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{what} not met within {timeout:.1f}s; last seen: {last!r}")
         await asyncio.sleep(interval)
+
+
+def holds_for(
+    predicate: Callable[[], bool],
+    duration: float,
+    *,
+    interval: float = 0.1,
+    what: str = "condition",
+) -> None:
+    """Check that ``predicate`` stays true for ``duration`` seconds (for "X never happens"
+    claims, which can only be observed over a window); fail at the first false."""
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        if not predicate():
+            raise AssertionError(f"{what} stopped holding")
+        time.sleep(interval)

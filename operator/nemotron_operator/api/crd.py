@@ -193,7 +193,7 @@ def build_crd() -> dict[str, Any]:
                 "listKind": f"{KIND}List",
                 "plural": PLURAL,
                 "singular": KIND.lower(),
-                "shortNames": ["nemotron", "nmd"],
+                "shortNames": ["nemo", "nemotron"],
                 "categories": ["all", "nemotron"],
             },
             "versions": [

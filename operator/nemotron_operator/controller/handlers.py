@@ -16,6 +16,7 @@ Triggers:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -266,6 +267,15 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             return
         while not stopped:
             interval = 5.0
+            # The daemon holds no finalizer (see _without_finalizers), so kopf may not stop it
+            # when the CR goes: it stops itself.
+            if (
+                await runtime.client.get(
+                    f"{GROUP}/{VERSION}", "NemotronDeployment", namespace, name
+                )
+                is None
+            ):
+                return
             try:
                 spec = NemotronDeploymentSpec.model_validate(dict(body.spec))
                 interval = autoscaled_interval(spec) or interval
@@ -300,8 +310,25 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                             reason="Autoscaled",
                             message=outcome.event_message(),
                         )
-                    elif outcome.error:
+                    elif outcome.error and "not found" not in outcome.error:
+                        # A pool Deployment not made yet (the CR is new) is not a failure:
+                        # the reconciler is creating it and the next step scales it.
                         kopf.warn(body, reason="AutoscaleFailed", message=outcome.error)
             await stopped.wait(interval)
 
+    _without_finalizers(registry)
     return registry
+
+
+def _without_finalizers(registry: kopf.OperatorRegistry) -> None:
+    """Drop the finalizer kopf puts on every object with a daemon.
+
+    With it, a NemotronDeployment deleted while no operator runs (uninstalled, scaled to zero,
+    a test that stopped it) would never go away, and its namespace would hang in Terminating.
+    Nothing of ours needs it: children go by ownerReferences, and the autoscaling daemon ends
+    itself once its CR is gone.
+    """
+    spawning = registry._spawning
+    spawning._handlers = [
+        dataclasses.replace(h, requires_finalizer=False) for h in spawning.get_all_handlers()
+    ]
