@@ -52,7 +52,7 @@ class Kubectl:
         return json.loads(self("get", "-o", "json", *args))
 
 
-def wait(what: str, predicate: Any, timeout: float) -> Any:
+def wait(what: str, predicate: Any, timeout: float, *, explain: Any = None) -> Any:
     """Poll ``predicate`` until truthy, printing progress every few seconds."""
     began = time.monotonic()
     last_print = began
@@ -63,7 +63,8 @@ def wait(what: str, predicate: Any, timeout: float) -> Any:
             return value
         now = time.monotonic()
         if now - began > timeout:
-            raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+            detail = f"\n{explain()}" if explain else ""
+            raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         if now - last_print >= 5:
             say(f"   ... waiting for {what} ({now - began:.0f}s)")
             last_print = now
@@ -199,16 +200,42 @@ def main() -> int:
 
     say("\n2. helm install the operator chart")
     proc = subprocess.run(
-        [str(bins["helm"]), f"--kubeconfig={cluster.kubeconfig_path}", "upgrade", "--install",
-         "nemotron-operator", str(REPO / "charts" / "nemotron-operator"), "--namespace",
-         OPERATOR_NAMESPACE, "--create-namespace", "--wait", "--timeout", "120s"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            str(bins["helm"]),
+            f"--kubeconfig={cluster.kubeconfig_path}",
+            "upgrade",
+            "--install",
+            "nemotron-operator",
+            str(REPO / "charts" / "nemotron-operator"),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"helm install failed: {proc.stderr.strip()}")
     say(f"   release nemotron-operator installed in {OPERATOR_NAMESPACE}")
 
     say("\n3. kubectl apply -f examples/nano-4b.yaml")
+
+    def namespace_not_terminating() -> bool:
+        proc = subprocess.run(
+            [*kubectl.base, "get", "namespace", NAMESPACE, "-o", "json"],
+            capture_output=True,
+            text=True,
+        )
+        return (
+            proc.returncode != 0 or json.loads(proc.stdout)["status"].get("phase") != "Terminating"
+        )
+
+    wait(
+        f"namespace {NAMESPACE} (a previous one still terminating)", namespace_not_terminating, 180
+    )
     kubectl("create", "namespace", NAMESPACE, check=False)
     kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples" / "nano-4b.yaml"))
     # An H100 runs hundreds of 4B sequences at once, so a short burst from one laptop-sized
@@ -217,16 +244,27 @@ def main() -> int:
         "   kubectl patch: reasoning-on engines limited to --max-num-seqs 8 (so a small burst queues)"
     )
     kubectl(
-        "patch", "nemotrondeployment", NAME, "-n", NAMESPACE, "--type=merge", "-p",
+        "patch",
+        "nemotrondeployment",
+        NAME,
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
         json.dumps({"spec": {"pools": {"reasoningOn": {"engineArgs": ["--max-num-seqs", "8"]}}}}),
-    )  # fmt: skip
+    )
 
     def ready_cr() -> dict[str, Any] | None:
         obj = kubectl.json("nemotrondeployment", "-n", NAMESPACE, NAME)
         fresh = obj.get("status", {}).get("observedGeneration") == obj["metadata"]["generation"]
         return obj if fresh and condition(obj, "Ready") == "True" else None
 
-    cr = wait("NemotronDeployment Ready", ready_cr, 300)
+    def explain() -> str:
+        obj = kubectl.json("nemotrondeployment", "-n", NAMESPACE, NAME)
+        conditions = json.dumps(obj.get("status", {}).get("conditions"), indent=1)
+        return f"conditions: {conditions}\n" + kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide")
+
+    cr = wait("NemotronDeployment Ready", ready_cr, 300, explain=explain)
     router_ip = wait("a Ready router pod", lambda: ready_router_ip(kubectl), 60)
     base_url = f"http://{router_ip}:8080/v1"
     spec_model = cr["spec"].get("servedModelName") or None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -123,9 +124,17 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         # A private registry has none of kopf's default login handlers. kopf's own readers
         # (in-cluster, else $KUBECONFIG read now): the kubernetes client's loader fixes its
         # default path when imported, before ``controller.cli`` sets $KUBECONFIG from a flag.
-        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
-            **kwargs
-        ) or kopf.login_with_kubeconfig(**kwargs)
+        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+        host, port = (
+            os.environ.get("KUBERNETES_SERVICE_HOST"),
+            os.environ.get("KUBERNETES_SERVICE_PORT"),
+        )
+        if info is not None and host and port:
+            # kopf names the apiserver https://kubernetes.default.svc, which needs cluster DNS;
+            # the official clients use the address the kubelet injects, and so do we.
+            server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+            info = dataclasses.replace(info, server=server)
+        info = info or kopf.login_with_kubeconfig(**kwargs)
         return info
 
     @kopf.on.startup(registry=registry)

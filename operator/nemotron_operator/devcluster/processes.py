@@ -17,6 +17,10 @@ from pathlib import Path
 
 __all__ = ["alive", "running_pid", "start", "stop", "stop_all"]
 
+# Processes this interpreter started, kept so they are reaped when stopped (no zombies) and
+# never garbage-collected while running (which Python reports as a ResourceWarning).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def _cmdline(pid: int) -> str:
     try:
@@ -74,6 +78,7 @@ def start(
             start_new_session=True,
         )
     _pid_file(state, name).write_text(f"{proc.pid}\n{Path(argv[0]).name}")
+    _children[proc.pid] = proc
     return proc.pid
 
 
@@ -85,13 +90,19 @@ def stop(state: Path, name: str, *, timeout: float = 10.0) -> bool:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
+    child = _children.pop(pid, None)
+    if child is not None:  # ours: wait on it, which also reaps it
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            child.wait()
+        return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not Path(f"/proc/{pid}").exists() or not alive(pid, ""):
             return True
-        # Reap it if it happens to be our child (``up`` and ``down`` in one process).
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
