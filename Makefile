@@ -13,15 +13,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 check: venv
-	$(PY) -m ruff format --check operator tests
-	$(PY) -m ruff check operator tests
+	$(PY) -m ruff format --check operator tests scripts
+	$(PY) -m ruff check operator tests scripts
 	$(PY) -m mypy
 	$(PY) -m mypy --strict scripts/demo.py
 	$(VENV)/bin/lint-imports
 
 fmt: venv
-	$(PY) -m ruff format operator tests
-	$(PY) -m ruff check --fix operator tests
+	$(PY) -m ruff format operator tests scripts
+	$(PY) -m ruff check --fix operator tests scripts
 
 unit: venv
 	$(PY) -m pytest tests/unit -q
