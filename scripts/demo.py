@@ -218,7 +218,11 @@ def main() -> int:
         text=True,
     )
     if proc.returncode != 0:
-        raise SystemExit(f"helm install failed: {proc.stderr.strip()}")
+        pods = kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "wide", check=False)
+        logs = kubectl(
+            "logs", "-n", OPERATOR_NAMESPACE, "deploy/nemotron-operator", "--tail=30", check=False
+        )
+        raise SystemExit(f"helm install failed: {proc.stderr.strip()}\n{pods}\n{logs}")
     say(f"   release nemotron-operator installed in {OPERATOR_NAMESPACE}")
 
     say("\n3. kubectl apply -f examples/nano-4b.yaml")
