@@ -212,7 +212,7 @@ def main() -> int:
             "--create-namespace",
             "--wait",
             "--timeout",
-            "120s",
+            "300s",
         ],
         capture_output=True,
         text=True,
