@@ -383,6 +383,10 @@ class PodRunner:
                     if time.monotonic() >= due:
                         backoff.pop(c.plan.name)
                         c.restarts += 1
+                        # As a kubelet does: make the volumes again before a restart, so a
+                        # container that died on a missing file can come back.
+                        with contextlib.suppress(LookupError, OSError, httpx.HTTPError):
+                            await self._materialise(spec, pod.directory)
                         await self._start_container(pod, c)
                 else:
                     c.ready = await self._probe(pod_ip, c)
@@ -437,7 +441,9 @@ class PodRunner:
                 json={"gracePeriodSeconds": 0, "preconditions": {"uid": pod.uid}},
             )
         self.pods.pop(pod.uid, None)
-        shutil.rmtree(pod.directory, ignore_errors=True)
+        # A new pod of the same name (a re-created bare pod) shares the directory: keep it.
+        if not any(p.directory == pod.directory for p in self.pods.values()):
+            shutil.rmtree(pod.directory, ignore_errors=True)
 
     def _spawn(self, coro: Any) -> asyncio.Future[None]:
         task: asyncio.Future[None] = asyncio.ensure_future(coro)
