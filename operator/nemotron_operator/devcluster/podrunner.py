@@ -282,6 +282,7 @@ class PodRunner:
                     "env": c.plan.env,
                     "cwd": c.plan.working_dir or str(_repo_root()),
                     "mounts": [m.__dict__ for m in c.plan.mounts],
+                    "keep_visible": [str(_repo_root()), sys.prefix, str(self.state)],
                 }
             )
         )
