@@ -1,7 +1,7 @@
 """Reading and checking a client's request body: bounded size (413), JSON object (400), the
 field each endpoint needs (``messages`` for chat, ``prompt`` for completions; 400), the model
-name (404). ``server`` calls ``read_body`` then ``parse_request``; the rest of the pipeline is
-``mode`` then ``policy``.
+name (404). ``httpserver`` bounds the body's size and flags a larger one; ``server`` calls
+``check_size`` then ``parse_request``; the rest of the pipeline is ``mode`` then ``policy``.
 """
 
 from __future__ import annotations
@@ -9,34 +9,18 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
-from aiohttp import web
 
 from nemotron_operator.router.errors import RouterError
 
-__all__ = ["Endpoint", "encode_body", "parse_request", "read_body"]
+__all__ = ["Endpoint", "check_size", "encode_body", "parse_request"]
 
 Endpoint = Literal["chat", "completions"]
 
 
-def _too_large(limit: int) -> RouterError:
-    return RouterError(413, f"request body larger than {limit} bytes", code="request_too_large")
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    length = request.content_length
-    if length is not None and length > limit:
-        raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+def check_size(too_large: bool, limit: int) -> None:
+    """413 for a body the server flagged as over ``limit`` bytes."""
+    if too_large:
+        raise RouterError(413, f"request body larger than {limit} bytes", code="request_too_large")
 
 
 def parse_request(raw: bytes, endpoint: Endpoint, served_model: str) -> dict[str, Any]:

@@ -13,8 +13,7 @@ import resource
 import signal
 from collections.abc import AsyncIterator
 
-from aiohttp import web
-
+from nemotron_operator.router.httpserver import HttpServer
 from nemotron_operator.router.server import Router
 
 __all__ = ["drain_and_stop", "raise_open_files_limit", "running_router", "serve_forever"]
@@ -33,41 +32,31 @@ def raise_open_files_limit() -> None:
 @contextlib.asynccontextmanager
 async def running_router(
     router: Router, *, host: str, port: int, drain_seconds: float = 30.0
-) -> AsyncIterator[tuple[web.AppRunner, int]]:
-    """Start ``router`` listening on host:port (0 = any free port); yield (runner, port)."""
+) -> AsyncIterator[tuple[HttpServer, int]]:
+    """Start ``router`` listening on host:port (0 = any free port); yield (server, port)."""
     try:
         await router.start()
     except BaseException:
         await router.stop()
         raise
-    # handler_cancellation: a client that disconnects cancels its handler, which closes the
-    # engine connection so the engine stops generating.
-    runner = web.AppRunner(
-        router.app(), handler_cancellation=True, access_log=None, shutdown_timeout=drain_seconds
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
+    server = HttpServer(router.handle, body_limit=lambda: router.config.max_body_bytes)
     try:
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname()[1] if sockets else port
-        yield runner, int(bound)
+        bound = await server.start(host, port)
+        yield server, bound
     finally:
-        await drain_and_stop(router, runner, drain_seconds=drain_seconds)
+        await drain_and_stop(router, server, drain_seconds=drain_seconds)
 
 
-async def drain_and_stop(router: Router, runner: web.AppRunner, *, drain_seconds: float) -> None:
+async def drain_and_stop(router: Router, server: HttpServer, *, drain_seconds: float) -> None:
     if not router.draining:
         router.draining = True
-        for site in list(runner.sites):
-            await site.stop()
+        await server.stop_listening()
         try:
             async with asyncio.timeout(drain_seconds):
                 await router.idle.wait()
         except TimeoutError:
             log.warning("drain deadline passed with %d requests in flight", router.active)
-    await runner.cleanup()
+    await server.close()
     await router.stop()
 
 

@@ -1,10 +1,11 @@
-"""The router's aiohttp application and its lifecycle.
+"""The router's request handling and its lifecycle.
 
-``Router`` holds the live state (config, pools, upstream session, metrics, API keys) and the
-background tasks (endpoint discovery per pool, engine-metrics scrape, config reload). The
-request path: ``auth`` -> ``requestbody`` -> ``mode`` -> ``policy`` -> ``pools`` (admission,
-balancing) -> ``upstream`` (forward, stream, retry), metered in ``metrics``. Every failure is
-a ``errors.RouterError`` rendered once by the error middleware.
+``Router`` holds the live state (config, pools, upstream client, metrics, API keys) and the
+background tasks (endpoint discovery per pool, engine-metrics scrape, config reload);
+``Router.handle`` is the ``httpserver`` handler. The request path: ``auth`` ->
+``requestbody`` -> ``mode`` -> ``policy`` -> ``pools`` (admission, balancing) -> ``upstream``
+(forward, stream, retry), metered in ``metrics``. Every failure is a ``errors.RouterError``
+rendered once, in ``handle``.
 
 Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health (live),
 GET /ready (config loaded, not draining), GET /metrics.
@@ -16,11 +17,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-import aiohttp
-from aiohttp import web
+import orjson
 
 from nemotron_operator.api.routerconfig import PoolRoute, RouterConfig
 from nemotron_operator.router.auth import KeyRing, load_keys
@@ -28,13 +28,15 @@ from nemotron_operator.router.configfile import config_digest, load_config
 from nemotron_operator.router.endpoints import PodWatch
 from nemotron_operator.router.enginemetrics import parse_engine_metrics
 from nemotron_operator.router.errors import RouterError
+from nemotron_operator.router.httpserver import Request, Responder
 from nemotron_operator.router.kubeapi import KubeAccess, load_kube_access
 from nemotron_operator.router.metrics import RouterMetrics
 from nemotron_operator.router.mode import MODE_HEADER, classify_mode, with_mode_toggle
 from nemotron_operator.router.policy import apply_policy
 from nemotron_operator.router.pools import Pool
-from nemotron_operator.router.requestbody import Endpoint, encode_body, parse_request, read_body
+from nemotron_operator.router.requestbody import Endpoint, check_size, encode_body, parse_request
 from nemotron_operator.router.upstream import forward
+from nemotron_operator.router.upstreamclient import UpstreamClient, UpstreamError
 
 __all__ = ["Router"]
 
@@ -68,7 +70,7 @@ class Router:
         self.pools: dict[str, Pool] = {}
         self._watches: dict[str, PodWatch] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._session: aiohttp.ClientSession | None = None
+        self._client: UpstreamClient | None = None
         self._keys = KeyRing(None)
         self.draining = False
         self.active = 0  # handlers running; the drain waits for it to reach 0
@@ -83,20 +85,14 @@ class Router:
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        assert self._session is not None, "Router.start() not called"
-        return self._session
+    def client(self) -> UpstreamClient:
+        assert self._client is not None, "Router.start() not called"
+        return self._client
 
     async def start(self) -> None:
-        # One pooled session with keep-alive for all engine traffic; no connection cap (the
-        # admission queue is the cap), no decompression (bytes pass through unchanged).
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=None)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
-        )
+        # One client with pooled keep-alive connections for all engine traffic; no connection
+        # cap (the admission queue is the cap); bytes pass through unchanged.
+        self._client = UpstreamClient()
         await self._apply(self.config)
         self._tasks.append(asyncio.create_task(self._scrape_loop(), name="engine-scrape"))
         if self._config_path is not None:
@@ -112,9 +108,9 @@ class Router:
         for watch in self._watches.values():
             await watch.stop()
         self._watches.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     async def _apply(self, config: RouterConfig) -> None:
         """Make the live state match ``config`` (first start and every reload)."""
@@ -191,70 +187,55 @@ class Router:
 
     async def _scrape(self, pool: Pool, url: str) -> None:
         try:
-            async with self.session.get(
-                url + "/metrics", timeout=aiohttp.ClientTimeout(total=self._scrape_interval)
-            ) as response:
-                if response.status != 200:
-                    return
-                text = await response.text()
-        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
+            async with asyncio.timeout(self._scrape_interval):
+                status, body = await self.client.get(url, "/metrics")
+            if status != 200:
+                return
+            text = body.decode()
+        except (UpstreamError, TimeoutError, UnicodeDecodeError):
             return  # keep the last numbers; the balancer still has its own counts
         pool.set_engine_load(url, parse_engine_metrics(text))
 
     # -- HTTP ---------------------------------------------------------------------------------
 
-    def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=2**31)
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_post("/v1/completions", self._completions)
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/ready", self._ready)
-        app.router.add_get("/metrics", self._metrics)
-        return app
-
-    @web.middleware
-    async def _middleware(
-        self,
-        request: web.Request,
-        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    ) -> web.StreamResponse:
+    async def handle(self, request: Request, out: Responder) -> None:
+        """The ``httpserver`` handler: route, answer, and render any ``RouterError``."""
         self.active += 1
         self.idle.clear()
         try:
-            response = await handler(request)
+            route = _ROUTES.get(request.path.partition("?")[0])
+            if route is None:
+                raise RouterError(404, f"no route {request.path!r}", code="not_found")
+            method, endpoint = route
+            if request.method != method:
+                raise RouterError(
+                    405, f"use {method} for {request.path}", code="method_not_allowed"
+                )
+            if endpoint == "chat":
+                await self._complete(request, out, "chat")
+            elif endpoint == "completions":
+                await self._complete(request, out, "completions")
+            else:
+                self._simple(request, out, endpoint)
         except RouterError as exc:
-            response = web.Response(status=exc.status, body=exc.body(), headers=exc.headers())
-        except web.HTTPException as exc:
-            error = RouterError(exc.status, exc.reason, type_="invalid_request_error")
-            response = web.Response(status=exc.status, body=error.body(), headers=error.headers())
+            if not out.started:
+                out.send(exc.status, exc.body(), _header_pairs(exc.headers()))
         finally:
             self.active -= 1
             if self.active == 0:
                 self.idle.set()
-        if self.draining:
-            response.force_close()  # send the client's next request to another replica
-        return response
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._complete(request, "chat", "/v1/chat/completions")
-
-    async def _completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._complete(request, "completions", "/v1/completions")
-
-    async def _complete(
-        self, request: web.Request, endpoint: Endpoint, path: str
-    ) -> web.StreamResponse:
+    async def _complete(self, request: Request, out: Responder, endpoint: Endpoint) -> None:
         started = time.monotonic()
         config = self.config
         pool_name = "-"
         status = 500
         try:
-            self._keys.check(request.headers.get("Authorization"))
-            raw = await read_body(request, config.max_body_bytes)
-            body = parse_request(raw, endpoint, config.served_model_name)
+            self._keys.check(request.headers.get("authorization"))
+            check_size(request.too_large, config.max_body_bytes)
+            body = parse_request(request.body, endpoint, config.served_model_name)
             choice = classify_mode(
-                body, header=request.headers.get(MODE_HEADER), default=config.default_mode
+                body, header=request.headers.get(MODE_HEADER_LOWER), default=config.default_mode
             )
             pool = self.pools.get(choice.mode)
             if pool is None:
@@ -266,11 +247,12 @@ class Router:
                 )
             pool_name = pool.name
             body = apply_policy(with_mode_toggle(body, choice), pool.route, choice.mode)
-            response = await forward(
-                request,
-                session=self.session,
+            status = await forward(
+                out,
+                client=self.client,
+                request_headers=request.headers,
                 pool=pool,
-                path=path,
+                path=_PATHS[endpoint],
                 body=encode_body(body),
                 stream=bool(body.get("stream")),
                 metrics=self.metrics,
@@ -278,8 +260,6 @@ class Router:
                 deadline_seconds=config.request_timeout_seconds,
                 started=started,
             )
-            status = response.status
-            return response
         except RouterError as exc:
             status = exc.status
             raise
@@ -291,28 +271,41 @@ class Router:
             if pool_name != "-":
                 self.metrics.duration(pool_name, time.monotonic() - started)
 
-    async def _models(self, request: web.Request) -> web.Response:
-        self._keys.check(request.headers.get("Authorization"))
-        model = {
-            "id": self.config.served_model_name,
-            "object": "model",
-            "created": 0,
-            "owned_by": "nemotron-operator",
-        }
-        return web.json_response({"object": "list", "data": [model]})
+    def _simple(self, request: Request, out: Responder, endpoint: str) -> None:
+        if endpoint == "models":
+            self._keys.check(request.headers.get("authorization"))
+            model = {
+                "id": self.config.served_model_name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "nemotron-operator",
+            }
+            out.send(200, orjson.dumps({"object": "list", "data": [model]}))
+        elif endpoint == "health":
+            out.send(200, b'{"status":"ok"}')
+        elif endpoint == "ready":
+            if self.draining:
+                out.send(503, b'{"status":"draining"}')
+            else:
+                endpoints = {n: len(p.endpoints) for n, p in self.pools.items()}
+                out.send(200, orjson.dumps({"status": "ready", "endpoints": endpoints}))
+        else:
+            out.send(200, self.metrics.render(), content_type=_METRICS_TYPE)
 
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
 
-    async def _ready(self, request: web.Request) -> web.Response:
-        if self.draining:
-            return web.json_response({"status": "draining"}, status=503)
-        return web.json_response(
-            {"status": "ready", "endpoints": {n: len(p.endpoints) for n, p in self.pools.items()}}
-        )
+MODE_HEADER_LOWER = MODE_HEADER.lower()
+_METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+_ROUTES: dict[str, tuple[str, str]] = {
+    "/v1/chat/completions": ("POST", "chat"),
+    "/v1/completions": ("POST", "completions"),
+    "/v1/models": ("GET", "models"),
+    "/health": ("GET", "health"),
+    "/ready": ("GET", "ready"),
+    "/metrics": ("GET", "metrics"),
+}
+_PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=self.metrics.render(),
-            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
-        )
+
+def _header_pairs(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    # Content-Type is written by the responder itself.
+    return [(k.encode(), v.encode()) for k, v in headers.items() if k.lower() != "content-type"]
