@@ -173,7 +173,6 @@ class _Connection(asyncio.Protocol):
         self._body_size = 0
         self._limit = 0
         self._too_large = False
-        self._dispatched_early = False
         self._discarded = 0
         self._pending: deque[Request] = deque()
         self._task: asyncio.Task[None] | None = None
@@ -194,7 +193,7 @@ class _Connection(asyncio.Protocol):
         if self._task is not None and not self._task.done():
             self._task.cancel()  # the client left: stop its work (and its engine request)
         if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(ConnectionResetError("client connection lost"))
+            self._drain.cancel()  # its writer is being cancelled too (above)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -224,7 +223,6 @@ class _Connection(asyncio.Protocol):
         self._body = []
         self._body_size = 0
         self._too_large = False
-        self._dispatched_early = False
         self._discarded = 0
 
     def on_url(self, url: bytes) -> None:
@@ -272,8 +270,9 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.in_message = False
-        if self._dispatched_early:
-            # The 413 is (being) answered; the dropped body is now fully read: close after it.
+        if self._close_after:
+            # An answer said "Connection: close" (a 413 whose dropped body is now read, or a
+            # request that asked for it): serve nothing more; close once that answer is out.
             if self._task is None or self._task.done():
                 self._close()
             return
@@ -286,7 +285,6 @@ class _Connection(asyncio.Protocol):
         self._too_large = True
         self._body = []
         self._close_after = True
-        self._dispatched_early = True
         self._queue(self._request())
 
     def _request(self) -> Request:
@@ -332,9 +330,13 @@ class _Connection(asyncio.Protocol):
             if not responder.finished:
                 responder.end()
             self.last_active = time.monotonic()
-            if not responder.keep_alive or self.transport is None:
+            if not responder.keep_alive or self._close_after or self.transport is None:
+                self._close_after = True
+                self._pending.clear()
                 if not self.in_message:
                     self._close()
+                elif self.transport is not None:
+                    self.transport.resume_reading()  # drain the dropped body, then close
                 return
             if not self._pending:
                 if self.transport is not None:
@@ -358,10 +360,17 @@ class _Connection(asyncio.Protocol):
     def _fail(self, status: int, message: str, code: str) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        if self._task is None or self._task.done():
-            body = error_body(message=message, type_="invalid_request_error", code=code)
-            extra = b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
-            self.transport.write(_head(status, (), extra + b"Connection: close\r\n\r\n") + body)
+        if self._task is not None and not self._task.done():
+            # Bad bytes after a request being answered (llhttp also refuses data after
+            # "Connection: close"): let that answer finish, serve nothing more, then close.
+            self._close_after = True
+            self._pending.clear()
+            self.in_message = False
+            self.transport.pause_reading()
+            return
+        body = error_body(message=message, type_="invalid_request_error", code=code)
+        extra = b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        self.transport.write(_head(status, (), extra + b"Connection: close\r\n\r\n") + body)
         self._close()
 
     def _close(self) -> None:

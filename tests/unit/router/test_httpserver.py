@@ -123,6 +123,15 @@ async def test_keep_alive_and_pipelined_requests_are_answered_in_order() -> None
         writer.close()
 
 
+async def test_nothing_is_served_after_an_answer_that_closes() -> None:
+    async with serving(echo) as (_, port):
+        reader, writer = await connect(port)
+        writer.write(post(b"/a", b"1", b"Connection: close\r\n") + post(b"/b", b"2"))
+        data = await asyncio.wait_for(reader.read(), 5)
+        assert data.count(b"HTTP/1.1 200 ") == 1
+        assert data.endswith(b"POST /a 1")
+
+
 async def test_body_over_the_limit_is_413_and_the_client_reads_the_answer() -> None:
     async with serving(echo) as (_, port):
         reader, writer = await connect(port)
