@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.operator_harness import Kubectl, OperatorProcess, find_kubectl, nemotron
+from tests.cluster.operator_harness import Kubectl, OperatorProcess, nemotron
 from tests.support.waiting import holds_for, wait_for
 
 SPEC: dict[str, Any] = {
@@ -23,15 +23,6 @@ SPEC: dict[str, Any] = {
         },
     },
 }
-
-
-@pytest.fixture(scope="module")
-def kubectl() -> Kubectl:
-    binary = find_kubectl()
-    assert binary is not None, "the kube fixture builds kubectl"
-    client = Kubectl(binary)
-    client.install_crd()
-    return client
 
 
 @pytest.fixture

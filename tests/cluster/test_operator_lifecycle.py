@@ -16,13 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.operator_harness import (
-    KUBECONFIG,
-    Kubectl,
-    OperatorProcess,
-    find_kubectl,
-    nemotron,
-)
+from tests.cluster.operator_harness import Kubectl, OperatorProcess, nemotron
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -47,18 +41,6 @@ CHILDREN = [
     ("deployment", "{n}"),
     ("service", "{n}"),
 ]
-
-
-@pytest.fixture(scope="module")
-def kubectl() -> Kubectl:
-    if not KUBECONFIG.exists():
-        pytest.skip(f"no local cluster ({KUBECONFIG} missing): nemotron-operator devcluster up")
-    binary = find_kubectl()
-    if binary is None:
-        pytest.fail("local cluster is up but kubectl is missing")
-    client = Kubectl(binary)
-    client.install_crd()
-    return client
 
 
 @pytest.fixture

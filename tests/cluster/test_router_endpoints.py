@@ -16,7 +16,7 @@ import pytest
 
 from nemotron_operator.router.endpoints import PodWatch
 from nemotron_operator.router.kubeapi import load_kube_access
-from tests.cluster.operator_harness import KUBECONFIG, Kubectl, find_kubectl
+from tests.cluster.operator_harness import KUBECONFIG, Kubectl
 from tests.support.waiting import await_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
@@ -25,13 +25,10 @@ SELECTOR = "app.kubernetes.io/name=router-endpoints-test"
 
 
 @pytest.fixture(scope="module")
-def kubectl() -> Kubectl:
-    if not KUBECONFIG.exists():
-        pytest.skip(f"no local cluster ({KUBECONFIG} missing): nemotron-operator devcluster up")
-    binary = find_kubectl()
-    if binary is None:
-        pytest.fail("local cluster is up but kubectl is missing")
-    return Kubectl(binary)
+def needs_crd() -> bool:
+    """These tests make plain Pods, never a NemotronDeployment, so ``kubectl`` (the shared
+    fixture of tests/support/kube.py) leaves the CRD alone."""
+    return False
 
 
 @pytest.fixture

@@ -359,13 +359,6 @@ async def run_burst(
 
 
 @pytest.fixture
-def kubectl(kube: Kube) -> Kubectl:
-    client = Kubectl(str(kube.kubectl_path), kube.kubeconfig)
-    client.install_crd()
-    return client
-
-
-@pytest.fixture
 def operator(kubectl: Kubectl, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
     with operator_for(namespace, tmp_path / "operator.log", kubectl) as process:
         yield process

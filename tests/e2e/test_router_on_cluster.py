@@ -14,19 +14,10 @@ import httpx
 import openai
 import pytest
 
-from tests.cluster.operator_harness import Kubectl, OperatorProcess, find_kubectl, nemotron
+from tests.cluster.operator_harness import Kubectl, OperatorProcess, nemotron
 from tests.support.waiting import await_for, wait_for
 
 NAME = "routed"
-
-
-@pytest.fixture(scope="module")
-def kubectl() -> Kubectl:
-    binary = find_kubectl()
-    assert binary is not None, "the kube fixture builds kubectl"
-    client = Kubectl(binary)
-    client.install_crd()
-    return client
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 ``kube`` (session) starts the local cluster when it is not already running and stops it at the
 end (``NEMOTRON_KEEP_CLUSTER=1`` keeps a cluster the session started); ``namespace`` gives each
-test its own namespace and deletes it afterwards. Loaded as a plugin by tests/conftest.py, so
+test its own namespace and deletes it afterwards; ``kubectl`` (module) is the operator tests'
+``Kubectl`` (tests/cluster/operator_harness.py) on that cluster, with the NemotronDeployment CRD
+installed unless the module overrides ``needs_crd``. Loaded as a plugin by tests/conftest.py, so
 the cluster starts only when a test asks for it.
 """
 
@@ -21,8 +23,9 @@ import pytest
 
 from nemotron_operator.devcluster.binaries import ensure_binaries
 from nemotron_operator.devcluster.cluster import Cluster
+from tests.cluster.operator_harness import Kubectl
 
-__all__ = ["Kube", "kube", "namespace"]
+__all__ = ["Kube", "kube", "kubectl", "namespace", "needs_crd"]
 
 
 @dataclass(frozen=True)
@@ -86,3 +89,22 @@ def namespace(kube: Kube) -> Iterator[str]:
     kube.kubectl("create", "namespace", name)
     yield name
     kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def needs_crd() -> bool:
+    """Whether ``kubectl`` installs the NemotronDeployment CRD: a module whose tests make no
+    NemotronDeployment overrides this fixture to return ``False``."""
+    return True
+
+
+@pytest.fixture(scope="module")
+def kubectl(kube: Kube, needs_crd: bool) -> Kubectl:
+    """The same kubectl binary and kubeconfig as ``kube``, so a module talks to the cluster the
+    session started. Module scope, as the per-module copies it replaces had: the CRD is
+    re-applied (idempotently, from crds/) for each module, so what another module did to it in
+    between (the chart test installs it through helm) never leaks into the next."""
+    client = Kubectl(str(kube.kubectl_path), kube.kubeconfig)
+    if needs_crd:
+        client.install_crd()
+    return client
