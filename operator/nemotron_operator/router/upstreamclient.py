@@ -250,6 +250,7 @@ class Exchange:
 
     def close(self) -> None:
         """Abandon the exchange: the connection is closed (the engine aborts the request)."""
+        self._broken(None)  # a reader still waiting on it wakes with UpstreamError
         connection = self._connection
         if connection.exchange is self:
             connection.exchange = None
