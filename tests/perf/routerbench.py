@@ -52,7 +52,7 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited {process.returncode}")
+            raise RuntimeError(f"{process.args!r} exited {process.returncode}")
         try:
             with urllib.request.urlopen(url + "/health", timeout=1) as r:
                 if r.status == 200:
