@@ -56,7 +56,12 @@ def pick(
         return None
     if len(candidates) == 1:
         return candidates[0].url
-    first, second = rng.sample(candidates, 2)
+    # Two distinct candidates, uniformly (as rng.sample(candidates, 2), at a fraction of its
+    # cost on the request path).
+    count = len(candidates)
+    i = int(rng.random() * count)
+    j = int(rng.random() * (count - 1))
+    first, second = candidates[i], candidates[j + 1 if j >= i else j]
     a, b = load_score(first), load_score(second)
     if a == b:
         return (first if rng.random() < 0.5 else second).url

@@ -54,15 +54,16 @@ _SWEEP_SECONDS = 5.0
 
 
 class Request:
-    """One parsed request. Header names are lower-case; repeated headers are joined by ", "."""
+    """One parsed request. ``raw_headers`` maps lower-case header names to values, as bytes
+    (repeated headers joined by ", "); ``header()`` decodes one, ``headers`` all of them."""
 
-    __slots__ = ("body", "headers", "keep_alive", "method", "path", "too_large")
+    __slots__ = ("body", "keep_alive", "method", "path", "raw_headers", "too_large")
 
     def __init__(
         self,
         method: str,
         path: str,
-        headers: dict[str, str],
+        raw_headers: dict[bytes, bytes],
         body: bytes,
         *,
         keep_alive: bool,
@@ -70,10 +71,19 @@ class Request:
     ) -> None:
         self.method = method
         self.path = path
-        self.headers = headers
+        self.raw_headers = raw_headers
         self.body = body
         self.keep_alive = keep_alive
         self.too_large = too_large
+
+    def header(self, name: bytes) -> str | None:
+        """One header's value (``name`` lower-case), or None."""
+        value = self.raw_headers.get(name)
+        return None if value is None else value.decode("latin-1")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.raw_headers.items()}
 
 
 def _head(status: int, headers: Iterable[Header], extra: bytes) -> bytes:
@@ -167,7 +177,7 @@ class _Connection(asyncio.Protocol):
         self.write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._url = b""
-        self._headers: list[Header] = []
+        self._headers: dict[bytes, bytes] = {}
         self._head_size = 0
         self._body: list[bytes] = []
         self._body_size = 0
@@ -177,6 +187,7 @@ class _Connection(asyncio.Protocol):
         self._pending: deque[Request] = deque()
         self._task: asyncio.Task[None] | None = None
         self._close_after = False
+        self._reading_paused = False
         self.last_active = time.monotonic()
         self.in_message = False
 
@@ -218,7 +229,7 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.in_message = True
         self._url = b""
-        self._headers = []
+        self._headers = {}
         self._head_size = 0
         self._body = []
         self._body_size = 0
@@ -227,34 +238,36 @@ class _Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._grow_head(len(url))
+        self._head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-        self._grow_head(len(name) + len(value))
-
-    def _grow_head(self, size: int) -> None:
-        self._head_size += size
+        # Lower-cased and stored as bytes; decoded only where a handler asks (Request.header).
+        key = name.lower()
+        seen = self._headers.get(key)
+        self._headers[key] = value if seen is None else seen + b", " + value
+        self._head_size += len(name) + len(value)
         if self._head_size > self.server.max_head_bytes:
             self._fail(431, "request head too large", "headers_too_large")
             raise httptools.HttpParserError("head too large")  # stops feed_data
 
     def on_headers_complete(self) -> None:
+        if self._head_size > self.server.max_head_bytes:  # a long URL and no header after it
+            self._fail(431, "request head too large", "headers_too_large")
+            raise httptools.HttpParserError("head too large")
         self.http11 = self.parser.get_http_version() == "1.1"
         self._limit = self.server.body_limit()
+        headers = self._headers
         declared = -1
-        expect = False
-        for name, value in self._headers:
-            lowered = name.lower()
-            if lowered == b"content-length":
-                with contextlib.suppress(ValueError):
-                    declared = int(value)
-            elif lowered == b"expect" and value.lower() == b"100-continue":
-                expect = True
+        length = headers.get(b"content-length")
+        if length is not None:
+            with contextlib.suppress(ValueError):
+                declared = int(length)
         if declared > self._limit:
             self._overflow()
-        elif expect and self.transport is not None:
-            self.transport.write(_CONTINUE)
+        elif self.transport is not None:
+            expect = headers.get(b"expect")
+            if expect is not None and expect.lower() == b"100-continue":
+                self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         if self._too_large:
@@ -288,16 +301,11 @@ class _Connection(asyncio.Protocol):
         self._queue(self._request())
 
     def _request(self) -> Request:
-        headers: dict[str, str] = {}
-        for name, value in self._headers:
-            key = name.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
         keep_alive = self.parser.should_keep_alive() and not self._close_after
         return Request(
             self.parser.get_method().decode("ascii", "replace"),
             self._url.decode("latin-1"),
-            headers,
+            self._headers,
             b"".join(self._body),
             keep_alive=keep_alive,
             too_large=self._too_large,
@@ -309,7 +317,8 @@ class _Connection(asyncio.Protocol):
         else:
             # Pipelined: answer in order; stop reading until this backlog is served.
             self._pending.append(request)
-            if self.transport is not None:
+            if self.transport is not None and not self._reading_paused:
+                self._reading_paused = True
                 self.transport.pause_reading()
 
     async def _serve(self, request: Request) -> None:
@@ -336,10 +345,12 @@ class _Connection(asyncio.Protocol):
                 if not self.in_message:
                     self._close()
                 elif self.transport is not None:
+                    self._reading_paused = False
                     self.transport.resume_reading()  # drain the dropped body, then close
                 return
             if not self._pending:
-                if self.transport is not None:
+                if self._reading_paused and self.transport is not None:
+                    self._reading_paused = False
                     self.transport.resume_reading()
                 return
             request = self._pending.popleft()
@@ -366,6 +377,7 @@ class _Connection(asyncio.Protocol):
             self._close_after = True
             self._pending.clear()
             self.in_message = False
+            self._reading_paused = True
             self.transport.pause_reading()
             return
         body = error_body(message=message, type_="invalid_request_error", code=code)

@@ -231,11 +231,11 @@ class Router:
         pool_name = "-"
         status = 500
         try:
-            self._keys.check(request.headers.get("authorization"))
+            self._keys.check(request.header(b"authorization"))
             check_size(request.too_large, config.max_body_bytes)
             body = parse_request(request.body, endpoint, config.served_model_name)
             choice = classify_mode(
-                body, header=request.headers.get(MODE_HEADER_LOWER), default=config.default_mode
+                body, header=request.header(_MODE_HEADER), default=config.default_mode
             )
             pool = self.pools.get(choice.mode)
             if pool is None:
@@ -250,7 +250,7 @@ class Router:
             status = await forward(
                 out,
                 client=self.client,
-                request_headers=request.headers,
+                request_headers=request.raw_headers,
                 pool=pool,
                 path=_PATHS[endpoint],
                 body=encode_body(body),
@@ -273,7 +273,7 @@ class Router:
 
     def _simple(self, request: Request, out: Responder, endpoint: str) -> None:
         if endpoint == "models":
-            self._keys.check(request.headers.get("authorization"))
+            self._keys.check(request.header(b"authorization"))
             model = {
                 "id": self.config.served_model_name,
                 "object": "model",
@@ -293,7 +293,7 @@ class Router:
             out.send(200, self.metrics.render(), content_type=_METRICS_TYPE)
 
 
-MODE_HEADER_LOWER = MODE_HEADER.lower()
+_MODE_HEADER = MODE_HEADER.lower().encode()
 _METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 _ROUTES: dict[str, tuple[str, str]] = {
     "/v1/chat/completions": ("POST", "chat"),

@@ -49,17 +49,17 @@ _NOT_PASSED = frozenset(
         b"server",
     }
 )
-_PASSED_REQUEST = ("x-request-id", "traceparent", "tracestate", "accept")
+_PASSED_REQUEST = (b"x-request-id", b"traceparent", b"tracestate", b"accept")
 
 
-def forwarded_request_headers(headers: Mapping[str, str]) -> bytes:
+def forwarded_request_headers(headers: Mapping[bytes, bytes]) -> bytes:
     """What the engine gets, as head lines: JSON content type and tracing ids; never the
-    client's API key."""
+    client's API key. ``headers``: the client's, lower-case names."""
     out = b"Content-Type: application/json\r\n"
     for name in _PASSED_REQUEST:
         value = headers.get(name)
-        if value is not None and "\r" not in value and "\n" not in value:
-            out += b"%s: %s\r\n" % (name.encode(), value.encode("latin-1", "replace"))
+        if value is not None and b"\r" not in value and b"\n" not in value:
+            out += b"%s: %s\r\n" % (name, value)
     return out
 
 
@@ -93,7 +93,7 @@ async def forward(
     out: Responder,
     *,
     client: UpstreamClient,
-    request_headers: Mapping[str, str],
+    request_headers: Mapping[bytes, bytes],
     pool: Pool,
     path: str,
     body: bytes,
