@@ -10,7 +10,9 @@ cannot do; this script scales it, and every factor is a flag printed with the fi
 - ``--speed S``: the emulator's timing model runs S x real time;
 - the SLOs (TTFT p95 1 s off / 3 s on) scale with request duration, i.e. by L / S.
 Our split of the 4 engines (static rule, docs/router.md): engines per pool proportional to the
-pool's share of decode tokens, at least one each -> 1 off, 3 on for R2's mix.
+pool's share of decode tokens, at least one each -> 1 off, 3 on for R2's mix. Our router lends
+idle capacity between the pools as the operator configures it by default (``--no-lending``
+turns that off, to compare).
 Goodput = requests (arrived in the window) that completed and met their class's TTFT SLO, per
 second of window.
 
@@ -143,6 +145,7 @@ def main() -> int:
     p.add_argument("--window", type=float, default=30.0)
     p.add_argument("--policies", default="power_of_two,round_robin")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--no-lending", action="store_true", help="our router without lending")
     args = p.parse_args()
     slo_scale = args.length_scale / args.speed
     slo = {False: 1.0 * slo_scale, True: 3.0 * slo_scale}
@@ -155,10 +158,14 @@ def main() -> int:
             "served_model_name": "nano-4b",
             "pools": [
                 {"name": "off", "temperature": 0.0, "top_p": 1.0, "max_tokens": 8192,
-                 "static_endpoints": [{"url": engines[0]}], "max_queue": 100000},
+                 "static_endpoints": [{"url": engines[0]}], "max_queue": 100000,
+                 "max_model_len": args.max_model_len},
                 {"name": "on", "temperature": 0.6, "top_p": 0.95, "max_tokens": 32768,
-                 "static_endpoints": [{"url": u} for u in engines[1:]], "max_queue": 100000},
+                 "static_endpoints": [{"url": u} for u in engines[1:]], "max_queue": 100000,
+                 "max_model_len": args.max_model_len},
             ],
+            # As the operator renders it by default (router.lendIdleCapacity: true).
+            "lend_idle_capacity": not args.no_lending,
         }  # fmt: skip
         (workdir / "router.yaml").write_text(yaml.safe_dump(config))
         targets = []
@@ -167,7 +174,8 @@ def main() -> int:
                       str(workdir / "router.yaml"), "--host", "127.0.0.1", "--port", str(port),
                       "--log-level", "warning"], f"http://127.0.0.1:{port}", workdir / "ours.log")  # fmt: skip
         processes.append(ours)
-        targets.append(("ours (1 off + 3 on)", f"http://127.0.0.1:{port}"))
+        label = "ours (1 off + 3 on)" + (", no lending" if args.no_lending else "")
+        targets.append((label, f"http://127.0.0.1:{port}"))
         peer = vllm_router_binary()
         for policy in args.policies.split(",") if peer else []:
             port = free_port()

@@ -486,6 +486,15 @@ class RouterSpec(_Model):
     request_timeout_seconds: int = Field(
         default=600, ge=1, le=86400, description="Upper bound of one request's duration."
     )
+    lend_idle_capacity: bool = Field(
+        default=True,
+        description=(
+            "While every engine of a request's pool is queueing and an engine of the other"
+            " pool is nearly idle (no queue, KV cache at most half used), run the request"
+            " there, with its own mode's sampling and budget. Only between pools whose"
+            " engines take the same or a longer context."
+        ),
+    )
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Node selector of the router pods."
     )

@@ -42,6 +42,9 @@ class PoolRoute(BaseModel):
     temperature: float = Field(ge=0.0, le=2.0)
     top_p: float = Field(gt=0.0, le=1.0)
     max_tokens: int = Field(ge=1, description="Budget: default when absent, clamp when larger.")
+    # The engines' context length (--max-model-len; None: unknown). A request is lent to the
+    # other pool only if that pool's engines take at least its own pool's length.
+    max_model_len: int | None = Field(default=None, ge=1)
     allow_zero_temperature: bool = False
     # Admission.
     max_queue: int = Field(default=256, ge=0)
@@ -64,3 +67,6 @@ class RouterConfig(BaseModel):
     # Directory of a mounted Secret: each file is one accepted API key. None = no auth.
     api_keys_dir: str | None = None
     max_retries: int = Field(default=2, ge=0)
+    # Lend idle capacity: a request whose pool is saturated may run on a nearly idle engine of
+    # the other pool (router/balancer.py says when).
+    lend_idle_capacity: bool = False

@@ -76,13 +76,20 @@ def termination_grace_seconds(shutdown_timeout: int) -> int:
     return PRESTOP_SECONDS + shutdown_timeout + _GRACE_MARGIN_SECONDS
 
 
+def resolved_max_model_len(ctx: CrContext, mode: Mode) -> int | None:
+    """The pool's --max-model-len: its own, else the preset's, else None (the model's)."""
+    pool = ctx.spec.pool(mode)
+    if pool.max_model_len is not None:
+        return pool.max_model_len
+    preset = PRESETS.get(ctx.spec.model.preset or "")
+    return preset.max_model_len if preset is not None else None
+
+
 def _vllm_args(ctx: CrContext, mode: Mode, files: dict[str, str]) -> list[str]:
     spec = ctx.spec
     pool = spec.pool(mode)
     preset = PRESETS.get(spec.model.preset or "")
-    max_model_len = pool.max_model_len
-    if max_model_len is None and preset is not None:
-        max_model_len = preset.max_model_len
+    max_model_len = resolved_max_model_len(ctx, mode)
     gpus = pool.gpus_per_replica or (preset.default_gpus if preset else 1)
     tool_calling = spec.tool_calling.enabled and TOOL_PARSER_FILE in files
     return render_vllm_args(

@@ -15,6 +15,7 @@ import yaml
 
 from nemotron_operator.api.routerconfig import PoolRoute, RouterConfig
 from nemotron_operator.controller.context import CrContext
+from nemotron_operator.controller.engine_pool import resolved_max_model_len
 from nemotron_operator.controller.naming import (
     Mode,
     labels,
@@ -64,6 +65,7 @@ def render_router_config(ctx: CrContext) -> RouterConfig:
                 temperature=pool.sampling.temperature,
                 top_p=pool.sampling.top_p,
                 max_tokens=pool.max_tokens,
+                max_model_len=resolved_max_model_len(ctx, mode),
                 # The card: greedy decoding is right with reasoning off, never with it on.
                 allow_zero_temperature=mode == "off",
                 max_queue=spec.router.max_queue_per_pool,
@@ -76,6 +78,7 @@ def render_router_config(ctx: CrContext) -> RouterConfig:
         pools=tuple(pools),
         request_timeout_seconds=float(spec.router.request_timeout_seconds),
         api_keys_dir=API_KEYS_DIR if spec.router.api_key_secret_ref is not None else None,
+        lend_idle_capacity=spec.router.lend_idle_capacity,
     )
 
 

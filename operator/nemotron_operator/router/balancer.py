@@ -3,6 +3,13 @@ engine's scraped queue (``vllm:num_requests_waiting``) and KV-cache use
 (``vllm:kv_cache_usage_perc``). Pure: the state it reads is passed in and randomness comes
 from the caller's ``random.Random``; ``pools`` owns the live state and calls ``pick``.
 
+Lending (``saturated``, ``can_lend``): when every engine of a request's own pool is queueing
+and an engine of the other pool is nearly idle, the request may run there (same model; the
+router has already applied the request's own mode and policy). Both thresholds are
+conservative: the lender keeps most of its KV cache for its own pool's traffic, and a request
+is lent only while its own pool is visibly queueing, so the isolation that two pools buy under
+load is kept, and only idle capacity is shared at light load.
+
 Why power of two: picking the global minimum from slightly stale scraped numbers makes every
 router replica herd onto the same engine for a scrape interval; two random candidates keep
 most of the benefit (exponentially better max load than random) without the herd.
@@ -14,7 +21,7 @@ import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-__all__ = ["EndpointLoad", "load_score", "pick"]
+__all__ = ["EndpointLoad", "can_lend", "load_score", "pick", "saturated"]
 
 # A request waiting in an engine's queue costs more than one it is already running: it also
 # tells us the engine is saturated (its batch is full), so weigh it above an outstanding one.
@@ -24,6 +31,13 @@ WAITING_WEIGHT = 2.0
 KV_WEIGHT = 1.0
 KV_PRESSURE = 0.9
 KV_PRESSURE_WEIGHT = 20.0
+# Lending: the borrower's engines all have at least this many requests waiting; the lender has
+# none waiting, at most this KV use, and fewer than LEND_MAX lent requests in flight (the
+# scraped numbers are up to a scrape interval old; the in-flight cap bounds what a burst can
+# put on a lender before the next scrape).
+SATURATED_WAITING = 1.0
+LEND_KV_MAX = 0.5
+LEND_MAX = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +80,14 @@ def pick(
     if a == b:
         return (first if rng.random() < 0.5 else second).url
     return first.url if a < b else second.url
+
+
+def saturated(loads: Sequence[EndpointLoad]) -> bool:
+    """A pool with engines, every one of them queueing (an empty pool is not saturated: it is
+    scaled to zero or starting, and its queue is what wakes it)."""
+    return bool(loads) and all(load.waiting >= SATURATED_WAITING for load in loads)
+
+
+def can_lend(load: EndpointLoad, lent: int) -> bool:
+    """Whether an engine of another pool may take one more lent request."""
+    return load.waiting <= 0 and load.kv_usage <= LEND_KV_MAX and lent < LEND_MAX

@@ -103,6 +103,12 @@ class RouterMetrics:
             ["pool"],
             registry=r,
         )
+        self._lent = Counter(
+            "nemotron_router_lent_requests",
+            "Requests of a saturated pool run on a nearly idle engine of the other pool",
+            ["pool", "lender"],
+            registry=r,
+        )
         self.generation = Gauge(
             "nemotron_router_config_generation", "Generation of the loaded config", registry=r
         )
@@ -130,6 +136,9 @@ class RouterMetrics:
 
     def upstream_error(self, pool: str) -> None:
         self._child(self._upstream_errors, "uerr", pool).inc()  # type: ignore[attr-defined]
+
+    def lent(self, pool: str, lender: str) -> None:
+        self._child(self._lent, "lent", pool, lender).inc()  # type: ignore[attr-defined]
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

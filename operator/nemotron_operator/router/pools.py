@@ -2,6 +2,10 @@
 their load, and its admission queue. ``server`` asks a ``Pool`` for an endpoint (``admit``,
 ``take_other`` for retries) and gives it back (``release``); ``discovery`` replaces the
 endpoint set; ``scraper`` updates the scraped load. The choice itself is ``balancer.pick``.
+
+``Pool.lend_to`` reserves an endpoint of this pool for a request of another pool that is
+saturated (``balancer.saturated``/``can_lend``); the ``Loan`` it returns stands in for the
+pool in ``upstream.forward`` and gives the lent slot back when the request ends.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from dataclasses import dataclass
 
 from nemotron_operator.api.routerconfig import PoolRoute
 from nemotron_operator.router.admission import AdmissionQueue
-from nemotron_operator.router.balancer import EndpointLoad, pick
+from nemotron_operator.router.balancer import EndpointLoad, can_lend, pick, saturated
 from nemotron_operator.router.enginemetrics import EngineLoad
 
-__all__ = ["EndpointState", "Pool"]
+__all__ = ["EndpointState", "Loan", "Pool"]
 
 
 @dataclass(slots=True)
@@ -24,6 +28,7 @@ class EndpointState:
     outstanding: int = 0
     waiting: float = 0.0
     kv_usage: float = 0.0
+    lent: int = 0  # requests of another pool in flight here
 
 
 class Pool:
@@ -91,3 +96,58 @@ class Pool:
         if state is not None:
             state.waiting = load.waiting
             state.kv_usage = load.kv_usage
+
+    def loads(self) -> list[EndpointLoad]:
+        return [
+            EndpointLoad(s.url, s.outstanding, s.waiting, s.kv_usage)
+            for s in self.endpoints.values()
+        ]
+
+    def is_saturated(self) -> bool:
+        return saturated(self.loads())
+
+    def lend_to(self, borrower: str) -> Loan | None:
+        """Reserve an endpoint for a request of the saturated pool ``borrower``, if one of
+        this pool's engines is nearly idle; None otherwise (the request stays in its pool)."""
+        loads = [
+            EndpointLoad(s.url, s.outstanding, s.waiting, s.kv_usage)
+            for s in self.endpoints.values()
+            if can_lend(EndpointLoad(s.url, s.outstanding, s.waiting, s.kv_usage), s.lent)
+        ]
+        url = pick(loads, self._rng)
+        if url is None:
+            return None
+        state = self.endpoints[url]
+        state.outstanding += 1
+        state.lent += 1
+        self.inflight += 1
+        return Loan(self, url, borrower)
+
+
+class Loan:
+    """A slot lent by ``lender`` to a request of pool ``borrower``; used in place of a
+    ``Pool`` by ``upstream.forward`` (retries go to the lender's other endpoints, unlent)."""
+
+    def __init__(self, lender: Pool, url: str, borrower: str) -> None:
+        self.lender = lender
+        self.url = url
+        self.borrower = borrower
+        self._returned = False
+
+    @property
+    def name(self) -> str:
+        return self.lender.name
+
+    async def admit(self) -> str:
+        return self.url
+
+    def take_other(self, exclude: Collection[str]) -> str | None:
+        return self.lender.take_other(exclude)
+
+    def release(self, url: str) -> None:
+        if url == self.url and not self._returned:
+            self._returned = True
+            state = self.lender.endpoints.get(url)
+            if state is not None and state.lent > 0:
+                state.lent -= 1
+        self.lender.release(url)

@@ -33,7 +33,7 @@ from nemotron_operator.router.kubeapi import KubeAccess, load_kube_access
 from nemotron_operator.router.metrics import RouterMetrics
 from nemotron_operator.router.mode import MODE_HEADER, classify_mode, with_mode_toggle
 from nemotron_operator.router.policy import apply_policy
-from nemotron_operator.router.pools import Pool
+from nemotron_operator.router.pools import Loan, Pool
 from nemotron_operator.router.requestbody import Endpoint, check_size, encode_body, parse_request
 from nemotron_operator.router.upstream import forward
 from nemotron_operator.router.upstreamclient import UpstreamClient, UpstreamError
@@ -247,11 +247,17 @@ class Router:
                 )
             pool_name = pool.name
             body = apply_policy(with_mode_toggle(body, choice), pool.route, choice.mode)
+            slots: Pool | Loan = pool
+            if config.lend_idle_capacity:
+                loan = self._borrow(pool)
+                if loan is not None:
+                    slots = loan
+                    self.metrics.lent(pool.name, loan.name)
             status = await forward(
                 out,
                 client=self.client,
                 request_headers=request.raw_headers,
-                pool=pool,
+                pool=slots,
                 path=_PATHS[endpoint],
                 body=encode_body(body),
                 stream=bool(body.get("stream")),
@@ -270,6 +276,13 @@ class Router:
             self.metrics.request(pool_name, status)
             if pool_name != "-":
                 self.metrics.duration(pool_name, time.monotonic() - started)
+
+    def _borrow(self, pool: Pool) -> Loan | None:
+        """A slot on the other pool's engines when ``pool`` is saturated and they are idle."""
+        other = self.pools.get("on" if pool.name == "off" else "off")
+        if other is None or not _fits(pool.route, other.route) or not pool.is_saturated():
+            return None
+        return other.lend_to(pool.name)
 
     def _simple(self, request: Request, out: Responder, endpoint: str) -> None:
         if endpoint == "models":
@@ -304,6 +317,13 @@ _ROUTES: dict[str, tuple[str, str]] = {
     "/metrics": ("GET", "metrics"),
 }
 _PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+
+
+def _fits(borrower: PoolRoute, lender: PoolRoute) -> bool:
+    """Whether every request that fits the borrower's engines fits the lender's."""
+    if borrower.max_model_len is None or lender.max_model_len is None:
+        return borrower.max_model_len == lender.max_model_len  # both the model's default
+    return lender.max_model_len >= borrower.max_model_len
 
 
 def _header_pairs(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

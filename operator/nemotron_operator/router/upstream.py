@@ -8,7 +8,7 @@ out, never. A client that goes away cancels the handler, which closes the engine
 so the engine aborts the request and the GPU stops generating. Past the request deadline the
 answer is 504 (or, mid-stream, an SSE error event).
 
-Works with ``pools.Pool`` (reserve/release endpoints), ``upstreamclient`` (the wire),
+Works with ``pools.Pool`` or a ``pools.Loan`` (reserve/release endpoints), ``upstreamclient`` (the wire),
 ``httpserver.Responder`` (the client's side), ``metrics.RouterMetrics``; called by ``server``.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from nemotron_operator.router.errors import RouterError
 from nemotron_operator.router.httpserver import Responder
 from nemotron_operator.router.metrics import RouterMetrics
-from nemotron_operator.router.pools import Pool
+from nemotron_operator.router.pools import Loan, Pool
 from nemotron_operator.router.upstreamclient import (
     Exchange,
     UpstreamClient,
@@ -94,7 +94,7 @@ async def forward(
     *,
     client: UpstreamClient,
     request_headers: Mapping[bytes, bytes],
-    pool: Pool,
+    pool: Pool | Loan,
     path: str,
     body: bytes,
     stream: bool,
@@ -172,7 +172,7 @@ async def _relay_stream(
     out: Responder,
     exchange: Exchange,
     *,
-    pool: Pool,
+    pool: Pool | Loan,
     metrics: RouterMetrics,
     started: float,
     deadline: float,

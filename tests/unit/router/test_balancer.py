@@ -1,4 +1,4 @@
-"""Power-of-two-choices picking (router.balancer)."""
+"""Power-of-two-choices picking and when one pool lends to the other (router.balancer)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nemotron_operator.router.balancer import EndpointLoad, load_score, pick
+from nemotron_operator.router.balancer import (
+    LEND_KV_MAX,
+    LEND_MAX,
+    EndpointLoad,
+    can_lend,
+    load_score,
+    pick,
+    saturated,
+)
 
 loads = st.lists(
     st.builds(
@@ -64,3 +72,23 @@ def test_pick_properties(loads: list[EndpointLoad], seed: int, excluded: set[str
     if len(allowed) >= 2 and scores[-1] > scores[-2]:
         worst = max(allowed, key=load_score)
         assert choice != worst.url
+
+
+@given(loads)
+def test_saturated_means_engines_and_every_one_queueing(pool: list[EndpointLoad]) -> None:
+    assert saturated(pool) == (bool(pool) and all(load.waiting >= 1 for load in pool))
+    assert not saturated([])  # a pool at zero wakes through its queue, it does not borrow
+
+
+@given(
+    st.builds(EndpointLoad, url=st.just("a"), outstanding=st.integers(0, 100),
+              waiting=st.floats(0, 50), kv_usage=st.floats(0, 1)),
+    st.integers(0, 10),
+)  # fmt: skip
+def test_only_a_nearly_idle_engine_lends(load: EndpointLoad, lent: int) -> None:
+    if can_lend(load, lent):
+        assert load.waiting == 0
+        assert load.kv_usage <= LEND_KV_MAX
+        assert lent < LEND_MAX
+    else:
+        assert load.waiting > 0 or load.kv_usage > LEND_KV_MAX or lent >= LEND_MAX

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from nemotron_operator.api.routerconfig import PoolRoute, RouterConfig, StaticEndpoint
+from nemotron_operator.router.balancer import LEND_MAX
 from nemotron_operator.router.serve import running_router
 from nemotron_operator.router.server import Router
 from tests.support.waiting import await_for
@@ -332,3 +333,55 @@ async def test_config_file_changes_are_applied_in_place(
             assert first.received == []
             async with http.get(base + "/metrics") as r:
                 assert "nemotron_router_config_generation 2.0" in await r.text()
+
+
+async def test_a_saturated_pool_borrows_an_idle_engine_of_the_other(
+    http: aiohttp.ClientSession,
+) -> None:
+    # The off pool's only engine reports a queue; the on pool's engine is idle. Reasoning-off
+    # requests then run on the on engine, still with the off pool's policy, up to LEND_MAX at
+    # once; without lending, or when the on engines take a shorter context, they stay home.
+    async with (
+        fake_engine(behaviour="slow") as on,
+        fake_engine(waiting=5) as off,
+    ):
+        lending = config([on.url], [off.url], lend_idle_capacity=True, pool={"max_model_len": 4096})
+        async with router_at(lending, scrape_interval=0.05) as (router, base):
+            await await_for(
+                lambda: asyncio.sleep(0, router.pools["off"].is_saturated()), 5, what="scraped"
+            )
+            held = [
+                asyncio.create_task(http.post(base + "/v1/chat/completions", json=chat()))
+                for _ in range(LEND_MAX + 1)
+            ]
+            await await_for(lambda: asyncio.sleep(0, len(on.received) == LEND_MAX), 5,
+                            what="lent to the on engine")  # fmt: skip
+            await await_for(lambda: asyncio.sleep(0, len(off.received) == 1), 5,
+                            what="the one over the cap went home")  # fmt: skip
+            assert all(sent["temperature"] == 0.0 for sent in on.received)  # off policy kept
+            assert all(sent["max_tokens"] == 100 for sent in on.received)
+            async with http.get(base + "/metrics") as r:
+                text = await r.text()
+            assert (
+                f'nemotron_router_lent_requests_total{{lender="on",pool="off"}} {LEND_MAX}.0'
+                in text
+            )
+            for task in held:
+                task.cancel()
+            await asyncio.gather(*held, return_exceptions=True)
+            await await_for(
+                lambda: asyncio.sleep(0, router.pools["on"].endpoints[on.url].lent == 0),
+                5,
+                what="loans returned",
+            )
+        shorter = lending.model_copy(update={"pools": (
+            lending.pools[0].model_copy(update={"max_model_len": 2048}), lending.pools[1])})  # fmt: skip
+        for cfg in (lending.model_copy(update={"lend_idle_capacity": False}), shorter):
+            before = len(on.received)
+            async with router_at(cfg, scrape_interval=0.05) as (router, base):
+                await await_for(
+                    lambda: asyncio.sleep(0, router.pools["off"].is_saturated()), 5, what="scraped"
+                )
+                async with http.post(base + "/v1/chat/completions", json=chat()) as r:
+                    assert r.status == 200
+            assert len(on.received) == before
