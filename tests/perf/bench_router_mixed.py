@@ -11,8 +11,8 @@ cannot do; this script scales it, and every factor is a flag printed with the fi
 - the SLOs (TTFT p95 1 s off / 3 s on) scale with request duration, i.e. by L / S.
 Our split of the 4 engines (static rule, docs/router.md): engines per pool proportional to the
 pool's share of decode tokens, at least one each -> 1 off, 3 on for R2's mix. Our router lends
-idle capacity between the pools as the operator configures it by default (``--no-lending``
-turns that off, to compare).
+idle capacity between the pools as the operator configures it by default; it also runs
+without lending, to compare (``--ours lending`` for the first only).
 Goodput = requests (arrived in the window) that completed and met their class's TTFT SLO, per
 second of window.
 
@@ -145,7 +145,7 @@ def main() -> int:
     p.add_argument("--window", type=float, default=30.0)
     p.add_argument("--policies", default="power_of_two,round_robin")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--no-lending", action="store_true", help="our router without lending")
+    p.add_argument("--ours", default="lending,no-lending", help="our router's variants")
     args = p.parse_args()
     slo_scale = args.length_scale / args.speed
     slo = {False: 1.0 * slo_scale, True: 3.0 * slo_scale}
@@ -164,18 +164,20 @@ def main() -> int:
                  "static_endpoints": [{"url": u} for u in engines[1:]], "max_queue": 100000,
                  "max_model_len": args.max_model_len},
             ],
-            # As the operator renders it by default (router.lendIdleCapacity: true).
-            "lend_idle_capacity": not args.no_lending,
         }  # fmt: skip
-        (workdir / "router.yaml").write_text(yaml.safe_dump(config))
         targets = []
-        port = free_port()
-        ours = start([PYTHON, "-m", "nemotron_operator", "router", "--config",
-                      str(workdir / "router.yaml"), "--host", "127.0.0.1", "--port", str(port),
-                      "--log-level", "warning"], f"http://127.0.0.1:{port}", workdir / "ours.log")  # fmt: skip
-        processes.append(ours)
-        label = "ours (1 off + 3 on)" + (", no lending" if args.no_lending else "")
-        targets.append((label, f"http://127.0.0.1:{port}"))
+        for variant in args.ours.split(","):
+            # "lending" is what the operator renders by default (router.lendIdleCapacity).
+            lending = variant == "lending"
+            path = workdir / f"router-{variant}.yaml"
+            path.write_text(yaml.safe_dump({**config, "lend_idle_capacity": lending}))
+            port = free_port()
+            ours = start([PYTHON, "-m", "nemotron_operator", "router", "--config", str(path),
+                          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                         f"http://127.0.0.1:{port}", workdir / f"ours-{variant}.log")  # fmt: skip
+            processes.append(ours)
+            label = "ours (1 off + 3 on)" + ("" if lending else ", no lending")
+            targets.append((label, f"http://127.0.0.1:{port}"))
         peer = vllm_router_binary()
         for policy in args.policies.split(",") if peer else []:
             port = free_port()
