@@ -490,9 +490,9 @@ class RouterSpec(_Model):
         default=True,
         description=(
             "While every engine of a request's pool is queueing and an engine of the other"
-            " pool is nearly idle (no queue, KV cache at most half used), run the request"
-            " there, with its own mode's sampling and budget. Only between pools whose"
-            " engines take the same or a longer context."
+            " pool has been nearly idle for about 5 s (no queue, KV cache at most half used),"
+            " run the request there, with its own mode's sampling and budget. Only between"
+            " pools whose engines take the same or a longer context."
         ),
     )
     node_selector: dict[str, str] = Field(

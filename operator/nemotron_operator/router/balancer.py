@@ -21,7 +21,7 @@ import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-__all__ = ["EndpointLoad", "can_lend", "load_score", "pick", "saturated"]
+__all__ = ["EndpointLoad", "can_lend", "load_score", "pick", "quiet_streak", "saturated"]
 
 # A request waiting in an engine's queue costs more than one it is already running: it also
 # tells us the engine is saturated (its batch is full), so weigh it above an outstanding one.
@@ -32,12 +32,15 @@ KV_WEIGHT = 1.0
 KV_PRESSURE = 0.9
 KV_PRESSURE_WEIGHT = 20.0
 # Lending: the borrower's engines all have at least this many requests waiting; the lender has
-# none waiting, at most this KV use, and fewer than LEND_MAX lent requests in flight (the
-# scraped numbers are up to a scrape interval old; the in-flight cap bounds what a burst can
-# put on a lender before the next scrape).
+# had none waiting and at most LEND_KV_MAX KV use at each of its last LEND_QUIET_SCRAPES
+# scrapes (one quiet moment in a busy engine is not idle capacity: a lent reasoning request
+# holds KV cache for many seconds), and fewer than LEND_MAX lent requests in flight (scraped
+# numbers are up to a scrape interval old; the cap bounds what a burst can put on a lender
+# before the next scrape shows it).
 SATURATED_WAITING = 1.0
 LEND_KV_MAX = 0.5
-LEND_MAX = 4
+LEND_QUIET_SCRAPES = 5
+LEND_MAX = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,18 @@ def saturated(loads: Sequence[EndpointLoad]) -> bool:
     return bool(loads) and all(load.waiting >= SATURATED_WAITING for load in loads)
 
 
-def can_lend(load: EndpointLoad, lent: int) -> bool:
-    """Whether an engine of another pool may take one more lent request."""
-    return load.waiting <= 0 and load.kv_usage <= LEND_KV_MAX and lent < LEND_MAX
+def quiet_streak(streak: int, waiting: float, kv_usage: float) -> int:
+    """Consecutive scrapes that found an engine with no queue and KV use at most LEND_KV_MAX,
+    after one more scrape."""
+    return streak + 1 if waiting <= 0 and kv_usage <= LEND_KV_MAX else 0
+
+
+def can_lend(load: EndpointLoad, lent: int, quiet: int) -> bool:
+    """Whether an engine of another pool may take one more lent request: quiet now and for
+    its last ``LEND_QUIET_SCRAPES`` scrapes, with room under the lent cap."""
+    return (
+        load.waiting <= 0
+        and load.kv_usage <= LEND_KV_MAX
+        and quiet >= LEND_QUIET_SCRAPES
+        and lent < LEND_MAX
+    )

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 from nemotron_operator.api.routerconfig import PoolRoute
 from nemotron_operator.router.admission import AdmissionQueue
-from nemotron_operator.router.balancer import EndpointLoad, can_lend, pick, saturated
+from nemotron_operator.router.balancer import (
+    EndpointLoad,
+    can_lend,
+    pick,
+    quiet_streak,
+    saturated,
+)
 from nemotron_operator.router.enginemetrics import EngineLoad
 
 __all__ = ["EndpointState", "Loan", "Pool"]
@@ -29,6 +35,7 @@ class EndpointState:
     waiting: float = 0.0
     kv_usage: float = 0.0
     lent: int = 0  # requests of another pool in flight here
+    quiet: int = 0  # consecutive scrapes with no queue and little KV use
 
 
 class Pool:
@@ -96,6 +103,7 @@ class Pool:
         if state is not None:
             state.waiting = load.waiting
             state.kv_usage = load.kv_usage
+            state.quiet = quiet_streak(state.quiet, load.waiting, load.kv_usage)
 
     def loads(self) -> list[EndpointLoad]:
         return [
@@ -112,7 +120,7 @@ class Pool:
         loads = [
             EndpointLoad(s.url, s.outstanding, s.waiting, s.kv_usage)
             for s in self.endpoints.values()
-            if can_lend(EndpointLoad(s.url, s.outstanding, s.waiting, s.kv_usage), s.lent)
+            if can_lend(EndpointLoad(s.url, s.outstanding, s.waiting, s.kv_usage), s.lent, s.quiet)
         ]
         url = pick(loads, self._rng)
         if url is None:

@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from nemotron_operator.router.balancer import (
     LEND_KV_MAX,
     LEND_MAX,
+    LEND_QUIET_SCRAPES,
     EndpointLoad,
     can_lend,
     load_score,
     pick,
+    quiet_streak,
     saturated,
 )
 
@@ -84,11 +86,29 @@ def test_saturated_means_engines_and_every_one_queueing(pool: list[EndpointLoad]
     st.builds(EndpointLoad, url=st.just("a"), outstanding=st.integers(0, 100),
               waiting=st.floats(0, 50), kv_usage=st.floats(0, 1)),
     st.integers(0, 10),
+    st.integers(0, 10),
 )  # fmt: skip
-def test_only_a_nearly_idle_engine_lends(load: EndpointLoad, lent: int) -> None:
-    if can_lend(load, lent):
+def test_only_a_nearly_idle_engine_lends(load: EndpointLoad, lent: int, quiet: int) -> None:
+    if can_lend(load, lent, quiet):
         assert load.waiting == 0
         assert load.kv_usage <= LEND_KV_MAX
+        assert quiet >= LEND_QUIET_SCRAPES
         assert lent < LEND_MAX
     else:
-        assert load.waiting > 0 or load.kv_usage > LEND_KV_MAX or lent >= LEND_MAX
+        assert (load.waiting > 0 or load.kv_usage > LEND_KV_MAX or lent >= LEND_MAX
+                or quiet < LEND_QUIET_SCRAPES)  # fmt: skip
+
+
+@given(st.lists(st.tuples(st.floats(0, 5), st.floats(0, 1)), max_size=20))
+def test_the_quiet_streak_counts_quiet_scrapes_since_the_last_busy_one(
+    scrapes: list[tuple[float, float]],
+) -> None:
+    streak = 0
+    for waiting, kv in scrapes:
+        streak = quiet_streak(streak, waiting, kv)
+    expected = 0
+    for waiting, kv in reversed(scrapes):
+        if waiting > 0 or kv > LEND_KV_MAX:
+            break
+        expected += 1
+    assert streak == expected

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from nemotron_operator.api.routerconfig import PoolRoute, RouterConfig, StaticEndpoint
-from nemotron_operator.router.balancer import LEND_MAX
+from nemotron_operator.router.balancer import LEND_MAX, LEND_QUIET_SCRAPES
 from nemotron_operator.router.serve import running_router
 from nemotron_operator.router.server import Router
 from tests.support.waiting import await_for
@@ -338,9 +338,10 @@ async def test_config_file_changes_are_applied_in_place(
 async def test_a_saturated_pool_borrows_an_idle_engine_of_the_other(
     http: aiohttp.ClientSession,
 ) -> None:
-    # The off pool's only engine reports a queue; the on pool's engine is idle. Reasoning-off
-    # requests then run on the on engine, still with the off pool's policy, up to LEND_MAX at
-    # once; without lending, or when the on engines take a shorter context, they stay home.
+    # The off pool's only engine reports a queue; the on pool's engine has been idle for
+    # LEND_QUIET_SCRAPES scrapes. Reasoning-off requests then run on the on engine, still with
+    # the off pool's policy, up to LEND_MAX at once; without lending, or when the on engines
+    # take a shorter context, they stay home.
     async with (
         fake_engine(behaviour="slow") as on,
         fake_engine(waiting=5) as off,
@@ -349,6 +350,13 @@ async def test_a_saturated_pool_borrows_an_idle_engine_of_the_other(
         async with router_at(lending, scrape_interval=0.05) as (router, base):
             await await_for(
                 lambda: asyncio.sleep(0, router.pools["off"].is_saturated()), 5, what="scraped"
+            )
+            await await_for(
+                lambda: asyncio.sleep(
+                    0, router.pools["on"].endpoints[on.url].quiet >= LEND_QUIET_SCRAPES
+                ),
+                5,
+                what="the on engine quiet for long enough",
             )
             held = [
                 asyncio.create_task(http.post(base + "/v1/chat/completions", json=chat()))
