@@ -57,11 +57,9 @@ class Pool:
 
     def _take(self, exclude: Collection[str] = ()) -> str | None:
         cap = self.route.max_inflight_per_endpoint
-        loads = [
-            EndpointLoad(s.url, s.outstanding, s.waiting, s.kv_usage)
-            for s in self.endpoints.values()
-            if cap <= 0 or s.outstanding < cap
-        ]
+        loads = self.loads()
+        if cap > 0:
+            loads = [load for load in loads if load.outstanding < cap]
         url = pick(loads, self._rng, exclude)
         if url is not None:
             self.endpoints[url].outstanding += 1
@@ -117,12 +115,12 @@ class Pool:
     def lend_to(self, borrower: str) -> Loan | None:
         """Reserve an endpoint for a request of the saturated pool ``borrower``, if one of
         this pool's engines is nearly idle; None otherwise (the request stays in its pool)."""
-        loads = [
-            EndpointLoad(s.url, s.outstanding, s.waiting, s.kv_usage)
-            for s in self.endpoints.values()
-            if can_lend(EndpointLoad(s.url, s.outstanding, s.waiting, s.kv_usage), s.lent, s.quiet)
+        lenders = [
+            load
+            for load, state in zip(self.loads(), self.endpoints.values(), strict=True)
+            if can_lend(load, state.lent, state.quiet)
         ]
-        url = pick(loads, self._rng)
+        url = pick(lenders, self._rng)
         if url is None:
             return None
         state = self.endpoints[url]
