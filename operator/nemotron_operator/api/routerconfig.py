@@ -68,5 +68,5 @@ class RouterConfig(BaseModel):
     api_keys_dir: str | None = None
     max_retries: int = Field(default=2, ge=0)
     # Lend idle capacity: a request whose pool is saturated may run on a nearly idle engine of
-    # the other pool (router/balancer.py says when).
-    lend_idle_capacity: bool = False
+    # the other pool (router/balancer.py says when). The CRD's default too.
+    lend_idle_capacity: bool = True

@@ -85,10 +85,11 @@ def pick(
     return first.url if a < b else second.url
 
 
-def saturated(loads: Sequence[EndpointLoad]) -> bool:
-    """A pool with engines, every one of them queueing (an empty pool is not saturated: it is
-    scaled to zero or starting, and its queue is what wakes it)."""
-    return bool(loads) and all(load.waiting >= SATURATED_WAITING for load in loads)
+def saturated(waiting: Sequence[float]) -> bool:
+    """A pool with engines, every one of them queueing, from each engine's scraped waiting
+    count (an empty pool is not saturated: it is scaled to zero or starting, and its queue is
+    what wakes it)."""
+    return bool(waiting) and all(w >= SATURATED_WAITING for w in waiting)
 
 
 def quiet_streak(streak: int, waiting: float, kv_usage: float) -> int:

@@ -246,14 +246,15 @@ class _Connection(asyncio.Protocol):
         seen = self._headers.get(key)
         self._headers[key] = value if seen is None else seen + b", " + value
         self._head_size += len(name) + len(value)
+        self._check_head_size()
+
+    def _check_head_size(self) -> None:
         if self._head_size > self.server.max_head_bytes:
             self._fail(431, "request head too large", "headers_too_large")
             raise httptools.HttpParserError("head too large")  # stops feed_data
 
     def on_headers_complete(self) -> None:
-        if self._head_size > self.server.max_head_bytes:  # a long URL and no header after it
-            self._fail(431, "request head too large", "headers_too_large")
-            raise httptools.HttpParserError("head too large")
+        self._check_head_size()  # a long URL and no header after it
         self.http11 = self.parser.get_http_version() == "1.1"
         self._limit = self.server.body_limit()
         headers = self._headers
@@ -389,6 +390,10 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
+    @property
+    def handler_task(self) -> asyncio.Task[None] | None:
+        return self._task if self._task is not None and not self._task.done() else None
+
     def idle(self) -> bool:
         return (self._task is None or self._task.done()) and not self.in_message
 
@@ -457,8 +462,9 @@ class HttpServer:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        handlers = [c.handler_task for c in self.connections if c.handler_task is not None]
         for connection in list(self.connections):
             connection.abort()
-        # Let connection_lost callbacks (and the handler cancellations they cause) run.
-        for _ in range(3):
-            await asyncio.sleep(0)
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)

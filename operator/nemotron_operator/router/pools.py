@@ -3,7 +3,7 @@ their load, and its admission queue. ``server`` asks a ``Pool`` for an endpoint 
 ``take_other`` for retries) and gives it back (``release``); ``discovery`` replaces the
 endpoint set; ``scraper`` updates the scraped load. The choice itself is ``balancer.pick``.
 
-``Pool.lend_to`` reserves an endpoint of this pool for a request of another pool that is
+``Pool.lend`` reserves an endpoint of this pool for a request of another pool that is
 saturated (``balancer.saturated``/``can_lend``); the ``Loan`` it returns stands in for the
 pool in ``upstream.forward`` and gives the lent slot back when the request ends.
 """
@@ -110,11 +110,11 @@ class Pool:
         ]
 
     def is_saturated(self) -> bool:
-        return saturated(self.loads())
+        return saturated([s.waiting for s in self.endpoints.values()])
 
-    def lend_to(self, borrower: str) -> Loan | None:
-        """Reserve an endpoint for a request of the saturated pool ``borrower``, if one of
-        this pool's engines is nearly idle; None otherwise (the request stays in its pool)."""
+    def lend(self) -> Loan | None:
+        """Reserve an endpoint for a request of the other, saturated pool, if one of this
+        pool's engines is nearly idle; None otherwise (the request stays in its pool)."""
         lenders = [
             load
             for load, state in zip(self.loads(), self.endpoints.values(), strict=True)
@@ -127,17 +127,16 @@ class Pool:
         state.outstanding += 1
         state.lent += 1
         self.inflight += 1
-        return Loan(self, url, borrower)
+        return Loan(self, url)
 
 
 class Loan:
-    """A slot lent by ``lender`` to a request of pool ``borrower``; used in place of a
-    ``Pool`` by ``upstream.forward`` (retries go to the lender's other endpoints, unlent)."""
+    """A slot lent by ``lender`` to a request of the other pool; used in place of a ``Pool`` by
+    ``upstream.forward`` (retries go to the lender's other endpoints, unlent)."""
 
-    def __init__(self, lender: Pool, url: str, borrower: str) -> None:
+    def __init__(self, lender: Pool, url: str) -> None:
         self.lender = lender
         self.url = url
-        self.borrower = borrower
         self._returned = False
 
     @property

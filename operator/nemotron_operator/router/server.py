@@ -203,7 +203,8 @@ class Router:
         self.active += 1
         self.idle.clear()
         try:
-            route = _ROUTES.get(request.path.partition("?")[0])
+            path = request.path.partition("?")[0]
+            route = _ROUTES.get(path)
             if route is None:
                 raise RouterError(404, f"no route {request.path!r}", code="not_found")
             method, endpoint = route
@@ -211,10 +212,11 @@ class Router:
                 raise RouterError(
                     405, f"use {method} for {request.path}", code="method_not_allowed"
                 )
+            # The engine serves the same paths as the router (vLLM's OpenAI server).
             if endpoint == "chat":
-                await self._complete(request, out, "chat")
+                await self._complete(request, out, "chat", path)
             elif endpoint == "completions":
-                await self._complete(request, out, "completions")
+                await self._complete(request, out, "completions", path)
             else:
                 self._simple(request, out, endpoint)
         except RouterError as exc:
@@ -225,7 +227,9 @@ class Router:
             if self.active == 0:
                 self.idle.set()
 
-    async def _complete(self, request: Request, out: Responder, endpoint: Endpoint) -> None:
+    async def _complete(
+        self, request: Request, out: Responder, endpoint: Endpoint, path: str
+    ) -> None:
         started = time.monotonic()
         config = self.config
         pool_name = "-"
@@ -258,7 +262,7 @@ class Router:
                 client=self.client,
                 request_headers=request.raw_headers,
                 pool=slots,
-                path=_PATHS[endpoint],
+                path=path,
                 body=encode_body(body),
                 stream=bool(body.get("stream")),
                 metrics=self.metrics,
@@ -282,7 +286,7 @@ class Router:
         other = self.pools.get("on" if pool.name == "off" else "off")
         if other is None or not _fits(pool.route, other.route) or not pool.is_saturated():
             return None
-        return other.lend_to(pool.name)
+        return other.lend()
 
     def _simple(self, request: Request, out: Responder, endpoint: str) -> None:
         if endpoint == "models":
@@ -316,7 +320,6 @@ _ROUTES: dict[str, tuple[str, str]] = {
     "/ready": ("GET", "ready"),
     "/metrics": ("GET", "metrics"),
 }
-_PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 
 
 def _fits(borrower: PoolRoute, lender: PoolRoute) -> bool:

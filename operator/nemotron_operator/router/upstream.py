@@ -80,15 +80,6 @@ def _error_event(message: str, code: str) -> bytes:
     return b"data: " + json.dumps(error).encode() + b"\n\n"
 
 
-def _timeout(deadline_seconds: float) -> RouterError:
-    return RouterError(
-        504,
-        f"the engine did not answer within {deadline_seconds:g}s",
-        type_="api_error",
-        code="upstream_timeout",
-    )
-
-
 async def forward(
     out: Responder,
     *,
@@ -105,8 +96,7 @@ async def forward(
 ) -> int:
     """Send ``body`` to an endpoint of ``pool``, relay the answer; returns its status."""
     extra = forwarded_request_headers(request_headers)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + deadline_seconds
+    deadline = asyncio.get_running_loop().time() + deadline_seconds
     url = await pool.admit()
     tried: list[str] = []
     try:
@@ -121,24 +111,27 @@ async def forward(
                     exchange = await client.open(url, head, body)
                     streaming = stream and exchange.status == 200
                     data = b"" if streaming else await exchange.read()
-            except UpstreamError as exc:
+            except BaseException as exc:
+                # Broken, timed out or cancelled (client gone): drop the connection, so the
+                # engine aborts the request.
                 if exchange is not None:
                     exchange.close()
+                if isinstance(exc, TimeoutError):
+                    metrics.upstream_error(pool.name)
+                    raise RouterError(
+                        504,
+                        f"the engine did not answer within {deadline_seconds:g}s",
+                        type_="api_error",
+                        code="upstream_timeout",
+                    ) from None
+                if not isinstance(exc, UpstreamError):
+                    raise
                 failure = RouterError(
                     502,
                     f"engine unreachable: {exc}",
                     type_="api_error",
                     code="upstream_unavailable",
                 )
-            except TimeoutError:
-                if exchange is not None:
-                    exchange.close()
-                metrics.upstream_error(pool.name)
-                raise _timeout(deadline_seconds) from None
-            except BaseException:
-                if exchange is not None:
-                    exchange.close()  # cancelled (client gone): the engine aborts the request
-                raise
             else:
                 if streaming:
                     await _relay_stream(
